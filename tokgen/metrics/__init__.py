@@ -1,0 +1,1 @@
+"""tokgen.metrics."""

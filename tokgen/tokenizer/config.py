@@ -1,0 +1,137 @@
+"""`TokenizerConfig`: every architecture default of the C-ViViT tokenizer lives here, once.
+
+Presets in ``conf/tokenizer/*.yaml`` set only the fields that differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+QUANTIZERS = ("vq", "fsq", "lfq")
+
+
+@dataclass
+class TokenizerConfig:
+    """Shape, width and quantizer of a C-ViViT tokenizer.
+
+    A clip of ``T`` frames becomes ``t = 1 + (T - 1) // temporal_patch`` latent frames of
+    ``(H // patch_size) x (W // patch_size)`` codes: frame 0 is patched alone, later frames in
+    tubelets of ``temporal_patch`` frames (Phenaki, section 2.1).
+    """
+
+    channels: int = 3
+    patch_size: int = 8
+    temporal_patch: int = 2
+    dim: int = 256
+    spatial_depth: int = 2
+    temporal_depth: int = 2
+    heads: int = 8
+    dim_head: int = 32
+    ff_mult: float = 4.0
+    # Causal temporal attention sees at most this many latent frames (itself included); None = all.
+    # A finite window bounds the memory of chunked encode/decode of long videos and lets
+    # positions generalise to any length (with rotary temporal positions).
+    temporal_window: int | None = 8
+    quantizer: str = "vq"
+    # vq: cosine-similarity codebook of low-dimensional codes (improves usage, ViT-VQGAN sec. 3.2).
+    codebook_size: int = 8192
+    codebook_dim: int = 32
+    vq_ema: bool = True  # EMA codebook updates; False learns the codebook by gradient
+    vq_decay: float = 0.99
+    commitment_weight: float = 0.25
+    dead_code_threshold: float = 2.0  # restart codes used fewer times than this per batch (EMA count)
+    # fsq: the product of levels is the codebook size.
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 8, 4, 4])
+    # lfq: codebook_size must be a power of two.
+    lfq_entropy_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"TokenizerConfig.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        for name in ("channels", "patch_size", "temporal_patch", "dim", "spatial_depth", "temporal_depth",
+                     "heads", "dim_head", "codebook_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temporal_window is not None and self.temporal_window < 1:
+            raise ValueError(f"TokenizerConfig.temporal_window must be >= 1 or None, got {self.temporal_window}")
+        if self.quantizer == "fsq":
+            self.fsq_levels = [int(x) for x in self.fsq_levels]
+            if not self.fsq_levels or min(self.fsq_levels) < 2:
+                raise ValueError(f"TokenizerConfig.fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+            self.codebook_size = math.prod(self.fsq_levels)
+        if self.quantizer == "lfq" and (self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1)):
+            raise ValueError(f"TokenizerConfig.codebook_size must be a power of two for lfq, got {self.codebook_size}")
+        if self.codebook_size < 2:
+            raise ValueError(f"TokenizerConfig.codebook_size must be >= 2, got {self.codebook_size}")
+
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames for a clip of ``num_frames`` frames; raises if ``(T - 1) % temporal_patch != 0``."""
+        if num_frames < 1 or (num_frames - 1) % self.temporal_patch:
+            below = 1 + max(0, (num_frames - 1) // self.temporal_patch) * self.temporal_patch
+            raise ValueError(
+                f"a clip of {num_frames} frames does not fit temporal_patch={self.temporal_patch}: frames must "
+                f"be 1 + k*{self.temporal_patch} (e.g. {below} or {below + self.temporal_patch})"
+            )
+        return 1 + (num_frames - 1) // self.temporal_patch
+
+    def num_frames(self, latent_frames: int) -> int:
+        """Pixel frames decoded from ``latent_frames`` latent frames."""
+        return 1 + (latent_frames - 1) * self.temporal_patch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenizerConfig:
+        """Build from a plain dict (``config.json``, a checkpoint's hparams); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TokenizerConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """Optimisation and loss settings of tokenizer training (architecture lives in TokenizerConfig)."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float | None = 1.0
+    recon_loss: str = "l1"  # l1 | l2
+    quantizer_weight: float = 1.0
+    # Adversarial loss: 0 disables it. Hinge loss, weight adapted to the reconstruction gradient
+    # at the decoder's last layer (VQGAN, Esser et al. 2021, eq. 7), switched on at gan_start_step.
+    gan_weight: float = 0.0
+    gan_start_step: int = 2000
+    disc_kind: str = "frames"  # frames | clips | both
+    disc_dim: int = 64
+    disc_lr: float | None = None  # None: same as lr
+    adaptive_gan_weight: bool = True
+    # Perceptual loss: 0 disables it; > 0 needs the VGG16 weights file (never downloaded).
+    perceptual_weight: float = 0.0
+    perceptual_weights: str | None = None
+    usage_warn_below: float = 0.05  # warn when validation codebook usage falls below this fraction
+    num_previews: int = 4
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.recon_loss not in ("l1", "l2"):
+            raise ValueError(f"train.recon_loss must be 'l1' or 'l2', got {self.recon_loss!r}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.perceptual_weight > 0 and not self.perceptual_weights:
+            raise ValueError(
+                "train.perceptual_weight > 0 needs train.perceptual_weights: the path of a VGG16 features "
+                "weights file (nothing is downloaded)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenizerTrainConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown tokenizer train fields {unknown}")
+        return cls(**data)
