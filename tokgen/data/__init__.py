@@ -5,6 +5,7 @@ The datamodule (``tokgen.data.datamodule``) is not imported here: it pulls in Li
 """
 
 from tokgen.data.image_folder import ImageFolderDataset
+from tokgen.data.moving_fashion_mnist import MovingFashionMNIST
 from tokgen.data.shapes import (
     COLORS,
     MOTIONS,
@@ -22,6 +23,6 @@ from tokgen.data.shapes import (
 from tokgen.data.video_folder import VideoFolderDataset
 
 __all__ = [
-    "COLORS", "MOTIONS", "SHAPES", "ImageFolderDataset", "ObjectSpec", "Scene", "ShapesConfig", "ShapesDataset",
+    "COLORS", "MOTIONS", "SHAPES", "ImageFolderDataset", "MovingFashionMNIST", "ObjectSpec", "Scene", "ShapesConfig", "ShapesDataset",
     "VideoFolderDataset", "caption", "continue_scene", "parse_caption", "render", "sample_scene",
 ]
