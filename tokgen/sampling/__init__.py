@@ -1,1 +1,5 @@
-"""tokgen.sampling."""
+"""tokgen.sampling: MaskGIT iterative decoding with classifier-free guidance."""
+
+from tokgen.sampling.maskgit import LogitsFn, TextConditionedModel, maskgit_sample, text_logits_fn
+
+__all__ = ["LogitsFn", "TextConditionedModel", "maskgit_sample", "text_logits_fn"]

@@ -1,0 +1,145 @@
+"""MaskedTransformer: shapes, [MASK] handling, contract errors, and that text and positions matter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokgen.transformer import MaskedTransformer, TransformerConfig
+
+CONFIG = TransformerConfig(
+    codebook_size=16,
+    max_t=3,
+    max_h=4,
+    max_w=4,
+    dim=32,
+    depth=2,
+    heads=2,
+    dim_head=16,
+    ff_mult=2,
+    text_dim=8,
+    max_text_len=6,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> MaskedTransformer:
+    torch.manual_seed(0)
+    return MaskedTransformer(CONFIG).eval()
+
+
+def inputs(batch: int = 2, grid: tuple[int, int, int] = (3, 4, 4), length: int = 5, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, CONFIG.codebook_size + 1, (batch, *grid), generator=gen)  # incl. [MASK]
+    text = torch.randn(batch, length, CONFIG.text_dim, generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[:, -2:] = False
+    return codes, text, mask
+
+
+def test_output_shape_and_mask_token(model: MaskedTransformer) -> None:
+    codes, text, mask = inputs()
+    codes[0] = model.mask_id  # a fully masked sample is the first sampling step
+    logits = model(codes, text, mask)
+    assert model.mask_id == CONFIG.codebook_size == 16
+    assert logits.shape == (2, 3, 4, 4, CONFIG.codebook_size)  # no logit for [MASK]
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("grid", [(1, 1, 1), (1, 4, 4), (2, 3, 1), (3, 4, 4)])
+def test_any_smaller_grid_works(model: MaskedTransformer, grid: tuple[int, int, int]) -> None:
+    codes, text, mask = inputs(grid=grid)
+    assert model(codes, text, mask).shape == (2, *grid, CONFIG.codebook_size)
+
+
+def test_empty_prompt_is_accepted(model: MaskedTransformer) -> None:
+    codes, text, _ = inputs()
+    no_tokens = torch.zeros(2, 5, dtype=torch.bool)  # e.g. an encoder that gives "" no real tokens
+    assert torch.isfinite(model(codes, text, no_tokens)).all()
+    assert torch.isfinite(model(codes, text[:, :0], no_tokens[:, :0])).all()
+
+
+def test_text_changes_logits_and_padding_does_not(model: MaskedTransformer) -> None:
+    codes, text, mask = inputs()
+    logits = model(codes, text, mask)
+    other = text.clone()
+    other[:, 0] = other[:, 0].flip(-1)  # a different prompt (a constant shift would vanish in the LayerNorm)
+    assert not torch.allclose(model(codes, other, mask), logits, atol=1e-5)
+    padded = text.clone()
+    padded[:, -2:] = 100.0  # masked-out text positions are ignored
+    assert torch.allclose(model(codes, padded, mask), logits, atol=1e-5)
+
+
+def test_positions_matter(model: MaskedTransformer) -> None:
+    codes, text, mask = inputs(batch=1)
+    codes = torch.arange(48).reshape(1, 3, 4, 4) % CONFIG.codebook_size
+    logits = model(codes, text, mask).flatten(1, 3)  # (1, 48, v)
+    perm = torch.randperm(48, generator=torch.Generator().manual_seed(3))
+    permuted = model(codes.flatten(1)[:, perm].reshape(1, 3, 4, 4), text, mask).flatten(1, 3)
+    # Without positions attention is permutation-equivariant and these would be equal.
+    assert not torch.allclose(permuted, logits[:, perm], atol=1e-4)
+
+
+def test_gradients_reach_every_parameter(model: MaskedTransformer) -> None:
+    codes, text, mask = inputs()
+    model.zero_grad()
+    model(codes, text, mask).logsumexp(-1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    model.zero_grad()
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c, t, m: (c + CONFIG.codebook_size + 1, t, m),
+            r"codes \(2, 3, 4, 4\) hold values in \[17, 33\], outside \[0, 16\]",
+        ),
+        (lambda c, t, m: (c - 17, t, m), r"outside \[0, 16\]"),
+        (lambda c, t, m: (c.float(), t, m), r"integer tensor \(B, t, h, w\)"),
+        (
+            lambda c, t, m: (torch.zeros(2, 4, 4, 4, dtype=torch.long), t, m),
+            r"codes grid \(t, h, w\) = \(4, 4, 4\) exceeds the transformer maxima "
+            r"\(max_t, max_h, max_w\) = \(3, 4, 4\)",
+        ),
+        (lambda c, t, m: (torch.zeros(2, 1, 5, 1, dtype=torch.long), t, m), r"\(1, 5, 1\) exceeds"),
+        (
+            lambda c, t, m: (c, torch.randn(2, 5, 12), m),
+            r"text embedding width 12 does not match transformer text_dim 8 \(text \(2, 5, 12\)\)",
+        ),
+        (
+            lambda c, t, m: (c, torch.randn(2, 7, 8), torch.ones(2, 7, dtype=torch.bool)),
+            r"text length 7 exceeds max_text_len 6",
+        ),
+        (lambda c, t, m: (c, t, m.long()), r"text_mask must be bool \(B, L\) = \(2, 5\)"),
+        (
+            lambda c, t, m: (c, t, m[:, :3]),
+            r"text_mask must be bool \(B, L\) = \(2, 5\), got torch.bool \(2, 3\)",
+        ),
+        (lambda c, t, m: (c[:1], t, m), r"batch mismatch: codes \(1, 3, 4, 4\) but text \(2, 5, 8\)"),
+    ],
+)
+def test_contract_errors_name_the_shapes(model: MaskedTransformer, change, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model(*change(*inputs()))
+
+
+def test_check_tokenizer(model: MaskedTransformer) -> None:
+    model.check_tokenizer(16, (3, 4, 4))
+    model.check_tokenizer(16, (1, 2, 2))
+    with pytest.raises(ValueError, match="tokenizer codebook_size 1024 != transformer codebook_size 16"):
+        model.check_tokenizer(1024, (3, 4, 4))
+    with pytest.raises(ValueError, match=r"tokenizer codes shape \(t, h, w\) = \(9, 8, 8\) exceeds"):
+        model.check_tokenizer(16, (9, 8, 8))
+
+
+def test_config_checks_and_round_trip() -> None:
+    assert TransformerConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    assert CONFIG.vocab_size == 17 and CONFIG.max_latent_shape == (3, 4, 4)
+    with pytest.raises(ValueError, match="TransformerConfig.depth must be an int >= 1, got 0"):
+        TransformerConfig(depth=0)
+    with pytest.raises(ValueError, match="dropout"):
+        TransformerConfig(dropout=1.0)
+    with pytest.raises(ValueError, match=r"unknown TransformerConfig fields \['width'\]"):
+        TransformerConfig.from_dict({"width": 3})

@@ -1,0 +1,80 @@
+"""`TransformerConfig`: every architecture default of the masked video transformer lives here, once.
+
+Presets in ``conf/transformer/*.yaml`` set only the fields that differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class TransformerConfig:
+    """Vocabulary, geometry and width of the masked bidirectional transformer.
+
+    The vocabulary is the tokenizer's ``codebook_size`` codes plus one ``[MASK]`` token whose id is
+    ``codebook_size``. Any latent grid ``(t, h, w)`` up to ``(max_t, max_h, max_w)`` is accepted.
+    """
+
+    codebook_size: int = 8192
+    # Largest latent grid: 16 latent frames = 31 pixel frames at temporal_patch 2; 32 x 32 codes =
+    # 256 x 256 pixels at patch 8. Position tables cost (max_t + max_h + max_w) * dim parameters.
+    max_t: int = 16
+    max_h: int = 32
+    max_w: int = 32
+    dim: int = 512
+    depth: int = 6
+    heads: int = 8
+    dim_head: int = 64
+    ff_mult: int = 4
+    text_dim: int = 384  # width of the text encoder's embeddings (all-MiniLM-L6-v2: 384, T5-base: 768)
+    max_text_len: int = 32
+    dropout: float = 0.0  # attention, feed-forward and embedding dropout
+
+    def __post_init__(self) -> None:
+        for name in (
+            "codebook_size",
+            "max_t",
+            "max_h",
+            "max_w",
+            "dim",
+            "depth",
+            "heads",
+            "dim_head",
+            "ff_mult",
+            "text_dim",
+            "max_text_len",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TransformerConfig.{name} must be an int >= 1, got {value!r}")
+        if self.codebook_size < 2:
+            raise ValueError(f"TransformerConfig.codebook_size must be >= 2, got {self.codebook_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def mask_id(self) -> int:
+        """Id of the ``[MASK]`` token: one past the last real code."""
+        return self.codebook_size
+
+    @property
+    def vocab_size(self) -> int:
+        """Input vocabulary: the codes plus ``[MASK]``."""
+        return self.codebook_size + 1
+
+    @property
+    def max_latent_shape(self) -> tuple[int, int, int]:
+        return (self.max_t, self.max_h, self.max_w)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TransformerConfig:
+        """Build from a plain dict (``config.json``, a checkpoint's hparams); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TransformerConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,155 @@
+"""The masked bidirectional video transformer: codes (with ``[MASK]``) + text embeddings -> code logits.
+
+It knows no pixels and no strings: codes come from a tokenizer, text embeddings from a text encoder,
+and both seams are checked here (``check_tokenizer``, the text width in ``forward``). Classifier-free
+guidance needs nothing special: the null prompt is just another text embedding (that of ``""``).
+
+Axis legend: ``b`` batch, ``t h w`` latent frames / rows / columns of codes, ``n`` = ``t h w`` tokens,
+``l`` text tokens, ``c`` text embedding width, ``d`` model width, ``v`` codebook size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from x_transformers import Encoder
+
+from tokgen.transformer.config import TransformerConfig
+
+
+class MaskedTransformer(nn.Module):
+    """MaskGIT-style bidirectional transformer over a ``t x h x w`` grid of codes, cross-attending to text."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.token_emb = nn.Embedding(config.vocab_size, dim)
+        # Positions: factorized learned tables, one per axis, summed (pos = T[t] + H[h] + W[w]).
+        # Why not rotary: x-transformers' rotary is 1-D over the flattened sequence, so a 3-D variant
+        # means splitting head dims by hand inside every attention; learned absolute tables are what
+        # MaskGIT and Phenaki use, cost (max_t + max_h + max_w) * dim parameters, nothing per layer,
+        # and slice to any smaller grid (story windows re-index t from 0, so no extrapolation is needed).
+        self.pos_t = nn.Parameter(torch.zeros(config.max_t, dim))
+        self.pos_h = nn.Parameter(torch.zeros(config.max_h, dim))
+        self.pos_w = nn.Parameter(torch.zeros(config.max_w, dim))
+        self.emb_dropout = nn.Dropout(config.dropout)
+        # Text encoders differ wildly in output scale (T5's activations are large, CLIP's normalized),
+        # so normalize before projecting to the model width.
+        self.text_proj = nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, dim))
+        # Pre-norm layers of [self-attention, cross-attention to text, feed-forward]; attn_flash routes
+        # attention to PyTorch SDPA. The Encoder ends with its own final norm.
+        self.encoder = Encoder(
+            dim=dim,
+            depth=config.depth,
+            heads=config.heads,
+            attn_dim_head=config.dim_head,
+            ff_mult=config.ff_mult,
+            cross_attend=True,
+            attn_flash=True,
+            attn_dropout=config.dropout,
+            ff_dropout=config.dropout,
+        )
+        # Output head tied to the code embeddings (as MaskGIT's MLM layer): the vector that means
+        # "code k" on input also scores code k on output; saves codebook_size * dim parameters. Only
+        # the real codes get a row, so [MASK] can never be predicted.
+        self.head_bias = nn.Parameter(torch.zeros(config.codebook_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Small embeddings: with tying, an N(0, 1) table would start the logits at scale sqrt(dim).
+        for table in (self.token_emb.weight, self.pos_t, self.pos_h, self.pos_w):
+            nn.init.normal_(table, std=0.02)
+        nn.init.zeros_(self.head_bias)
+
+    @property
+    def mask_id(self) -> int:
+        """Id of the ``[MASK]`` token (``codebook_size``)."""
+        return self.config.mask_id
+
+    def check_tokenizer(self, codebook_size: int, codes_shape: tuple[int, int, int]) -> None:
+        """Raise ``ValueError`` unless a tokenizer's codes fit this transformer.
+
+        Args:
+            codebook_size: the tokenizer's number of codes; must equal this transformer's.
+            codes_shape: the tokenizer's latent grid ``(t, h, w)`` for the intended clips.
+        """
+        cfg = self.config
+        if codebook_size != cfg.codebook_size:
+            raise ValueError(
+                f"tokenizer codebook_size {codebook_size} != transformer codebook_size {cfg.codebook_size}: "
+                "the transformer was built (or trained) for another tokenizer"
+            )
+        self._check_grid(tuple(codes_shape), what="tokenizer codes shape")
+
+    def _check_grid(self, grid: tuple[int, ...], *, what: str) -> None:
+        cfg = self.config
+        if len(grid) != 3 or min(grid) < 1:
+            raise ValueError(f"{what} must be (t, h, w) with each >= 1, got {grid}")
+        if any(size > limit for size, limit in zip(grid, cfg.max_latent_shape, strict=True)):
+            raise ValueError(
+                f"{what} (t, h, w) = {grid} exceeds the transformer maxima (max_t, max_h, max_w) = "
+                f"{cfg.max_latent_shape}"
+            )
+
+    def _check_inputs(self, codes: Tensor, text: Tensor, text_mask: Tensor) -> None:
+        cfg = self.config
+        if codes.ndim != 4 or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(
+                f"codes must be an integer tensor (B, t, h, w), got {codes.dtype} {tuple(codes.shape)}"
+            )
+        self._check_grid(tuple(codes.shape[1:]), what="codes grid")
+        if codes.numel() and (codes.min() < 0 or codes.max() > cfg.mask_id):
+            raise ValueError(
+                f"codes {tuple(codes.shape)} hold values in [{int(codes.min())}, {int(codes.max())}], "
+                f"outside [0, {cfg.mask_id}] (codes 0..{cfg.codebook_size - 1}, [MASK] = {cfg.mask_id})"
+            )
+        if text.ndim != 3 or not text.is_floating_point():
+            raise ValueError(
+                f"text must be a float tensor (B, L, D_text), got {text.dtype} {tuple(text.shape)}"
+            )
+        if text.shape[-1] != cfg.text_dim:
+            raise ValueError(
+                f"text embedding width {text.shape[-1]} does not match transformer text_dim {cfg.text_dim} "
+                f"(text {tuple(text.shape)})"
+            )
+        if text.shape[1] > cfg.max_text_len:
+            raise ValueError(
+                f"text length {text.shape[1]} exceeds max_text_len {cfg.max_text_len} "
+                f"(text {tuple(text.shape)})"
+            )
+        if text_mask.dtype != torch.bool or text_mask.shape != text.shape[:2]:
+            raise ValueError(
+                f"text_mask must be bool (B, L) = {tuple(text.shape[:2])}, "
+                f"got {text_mask.dtype} {tuple(text_mask.shape)}"
+            )
+        if text.shape[0] != codes.shape[0]:
+            raise ValueError(f"batch mismatch: codes {tuple(codes.shape)} but text {tuple(text.shape)}")
+
+    def forward(self, codes: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        """Logits over the real codes at every position.
+
+        Args:
+            codes: ``(B, t, h, w)`` long in ``[0, codebook_size]``; ``codebook_size`` is ``[MASK]``.
+            text: ``(B, L, text_dim)`` float text embeddings (the null prompt is that of ``""``).
+            text_mask: ``(B, L)`` bool, True = real text token. All False is allowed.
+
+        Returns:
+            ``(B, t, h, w, codebook_size)`` float logits (``[MASK]`` has no logit).
+        """
+        self._check_inputs(codes, text, text_mask)
+        _, t, h, w = codes.shape
+        pos = (
+            rearrange(self.pos_t[:t], "t d -> t 1 1 d")
+            + rearrange(self.pos_h[:h], "h d -> 1 h 1 d")
+            + rearrange(self.pos_w[:w], "w d -> 1 1 w d")
+        )  # (t, h, w, d)
+        x = self.token_emb(codes) + pos  # (b, t, h, w, d)
+        x = self.emb_dropout(rearrange(x, "b t h w d -> b (t h w) d"))
+        context = self.text_proj(text)  # (b, l, d)
+        x = self.encoder(x, context=context, context_mask=text_mask)  # (b, n, d), final-normed
+        # Tied head: rows 0..codebook_size-1 of the embedding (a contiguous view, no copy).
+        logits = F.linear(x, self.token_emb.weight[: self.config.codebook_size], self.head_bias)  # (b, n, v)
+        return rearrange(logits, "b (t h w) v -> b t h w v", t=t, h=h, w=w)

@@ -1,0 +1,265 @@
+"""Benchmark MaskGIT sampling with the masked transformer on the reference workload; write JSON.
+
+Reference workload: one 17-frame 64x64 clip = 9 x 8 x 8 = 576 codes, codebook 8192, the TransformerConfig
+defaults (dim 512, depth 6, 8 heads of 64, ff_mult 4), a 16-token prompt of random 384-wide embeddings,
+12 MaskGIT steps with guidance 3 (cond + null in one doubled batch per step) and without guidance.
+
+    .venv/bin/python tools/bench_transformer.py --out bench_transformer.json
+    python tools/bench_transformer.py --device cuda --dtype bf16 --out bench_transformer_gpu.json
+
+Each ``--dtype`` (default: fp32 and bf16 autocast) is timed in the same process. FLOPs are counted by
+``torch.utils.flop_counter.FlopCounterMode`` on the real model; attention runs on SDPA's math backend
+while counting (its CPU flash kernel is not counted), and elementwise work counts zero. Utilization =
+achieved FLOP/s / the FLOP/s of a 2048^3 matmul in the same precision, timed in the same run.
+
+Token-by-token comparison: autoregressive decoding of 576 codes needs 576 sequential forward passes,
+MaskGIT needs 12 (48x fewer). Two estimates for the same model: without a KV cache every pass is a
+full 576-token forward (576 x the measured forward); with a KV cache every pass processes one new token,
+bounded below by a measured one-token forward (weights are read once per pass), ignoring the attention
+over the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from tokgen.sampling import maskgit_sample, text_logits_fn
+from tokgen.transformer import MaskedTransformer, TransformerConfig
+
+# phenaki-pytorch MaskGit at this size on a 2-core CPU (the lead's measurement): seconds per clip.
+PEER_SECONDS = {"guided": 14.6, "unguided": 7.6}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this whole process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def timed(
+    fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]
+) -> tuple[float, float]:
+    """(median, min) seconds of ``repeats`` calls after ``warmup``; the min shows the uncontended cost."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    # The math backend decomposes attention into counted matmuls.
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        fn()
+    return counter.get_total_flops()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        default=["fp32", "bf16"],
+        help="precisions to time; bf16 = bf16 autocast",
+    )
+    parser.add_argument("--grid", type=int, nargs=3, default=[9, 8, 8], metavar=("T", "H", "W"))
+    parser.add_argument("--text-len", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    timing = dict(repeats=args.repeats, warmup=args.warmup, sync=sync)
+    torch.manual_seed(0)
+    load_before = os.getloadavg()
+
+    config = TransformerConfig()
+    model = MaskedTransformer(config).to(device).eval()
+    params = sum(p.numel() for p in model.parameters())
+    grid = tuple(args.grid)
+    model.check_tokenizer(config.codebook_size, grid)
+    tokens = grid[0] * grid[1] * grid[2]
+    gen = torch.Generator(device).manual_seed(0)
+    text = torch.randn(1, args.text_len, config.text_dim, device=device, generator=gen)
+    text_mask = torch.ones(1, args.text_len, dtype=torch.bool, device=device)
+    null = torch.randn(1, 2, config.text_dim, device=device, generator=gen)  # stands in for embed("")
+    null_mask = torch.ones(1, 2, dtype=torch.bool, device=device)
+    logits_fn = text_logits_fn(model, text, text_mask, null, null_mask)
+    masked = torch.full((1, *grid), config.mask_id, dtype=torch.long, device=device)
+    one_token = torch.full((1, 1, 1, 1), config.mask_id, dtype=torch.long, device=device)
+    result: dict = {"runs": {}}
+
+    for dtype_name in args.dtype:
+        dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+        autocast = (
+            (lambda dtype=dtype: torch.autocast(device_type=device.type, dtype=dtype))
+            if dtype_name == "bf16"
+            else contextlib.nullcontext
+        )
+
+        # The large-matmul baseline, in the same process and precision as the model runs in.
+        a, b = (torch.randn(2048, 2048, device=device, dtype=dtype) for _ in range(2))
+        matmul_s, matmul_min = timed(lambda a=a, b=b: a @ b, repeats=10, warmup=3, sync=sync)
+        peak, best_peak = 2 * 2048**3 / matmul_s, 2 * 2048**3 / matmul_min
+        del a, b
+
+        def run(fn: Callable[[], object], autocast: Callable = autocast) -> Callable[[], object]:
+            def call() -> object:
+                with torch.inference_mode(), autocast():
+                    return fn()
+
+            return call
+
+        def sampler(guidance: float) -> Callable[[], object]:
+            return run(
+                lambda: maskgit_sample(
+                    logits_fn,
+                    shape=(1, *grid),
+                    mask_id=config.mask_id,
+                    steps=args.steps,
+                    guidance=guidance,
+                    generator=torch.Generator(device).manual_seed(1),
+                )
+            )
+
+        row: dict = {"matmul_2048": {"seconds": matmul_s, "seconds_min": matmul_min, "flops_per_s": peak}}
+        forwards = {
+            "forward_batch1": run(lambda: logits_fn(masked, guided=False)),
+            "forward_batch2": run(lambda: logits_fn(torch.cat([masked, masked]), guided=True)),
+            "forward_one_token": run(lambda: model(one_token, text, text_mask)),
+        }
+        for name, fn in forwards.items():
+            seconds, fastest = timed(fn, repeats=max(args.repeats, 5), warmup=2, sync=sync)
+            flops = count_flops(fn)
+            row[name] = {
+                "seconds": seconds,
+                "seconds_min": fastest,
+                "utilization_min": flops / fastest / best_peak,
+                "flops": flops,
+                "flops_per_s": flops / seconds,
+                "utilization": flops / seconds / peak,
+            }
+        for name, guidance, fwd in (
+            ("guided", args.guidance, "forward_batch2"),
+            ("unguided", 1.0, "forward_batch1"),
+        ):
+            seconds, fastest = timed(sampler(guidance), **timing)
+            flops = args.steps * row[fwd]["flops"]  # one forward per step (the sampler's own work is tiny)
+            row[f"sample_{name}"] = {
+                "seconds_per_clip": seconds,
+                "seconds_per_clip_min": fastest,
+                "utilization_min": flops / fastest / best_peak,
+                "forward_passes": args.steps,
+                "flops_per_clip": flops,
+                "flops_per_s": flops / seconds,
+                "utilization": flops / seconds / peak,
+                "peer_seconds": PEER_SECONDS[name],
+                "speedup_vs_peer": PEER_SECONDS[name] / seconds,
+                "meets_half_of_peer": seconds <= PEER_SECONDS[name] / 2,
+            }
+        full, single = row["forward_batch1"]["seconds"], row["forward_one_token"]["seconds"]
+        row["token_by_token"] = {
+            "forward_passes": tokens,
+            "maskgit_forward_passes": args.steps,
+            "fewer_passes": tokens / args.steps,
+            "no_kv_cache_seconds_est": tokens * full,
+            "kv_cache_seconds_lower_bound_est": tokens * single,
+            "maskgit_unguided_seconds": row["sample_unguided"]["seconds_per_clip"],
+            "speedup_vs_no_kv_cache": tokens * full / row["sample_unguided"]["seconds_per_clip"],
+            "speedup_vs_kv_cache_lower_bound": tokens * single / row["sample_unguided"]["seconds_per_clip"],
+            "assumption": "no cache: 576 full-sequence forwards; KV cache: 576 one-token forwards "
+            "(measured), attention over the cache ignored",
+        }
+        row["peak_rss_mb"] = peak_rss_mb()
+        result["runs"][dtype_name] = row
+
+    result.update(
+        workload={
+            "grid": list(grid),
+            "codes_per_clip": tokens,
+            "text_len": args.text_len,
+            "steps": args.steps,
+            "guidance": args.guidance,
+            "config": config.to_dict(),
+        },
+        device=str(device) if not cuda else torch.cuda.get_device_name(device),
+        torch=torch.__version__,
+        cpu=platform.processor() or platform.machine(),
+        threads=torch.get_num_threads(),
+        parameters=params,
+        peak_rss_mb={"end": peak_rss_mb(), "note": "ru_maxrss: peak of the whole process, monotonic"},
+        # Other work on the machine inflates the timings: compare the load with the core count.
+        load_average={"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()},
+    )
+    if cuda:
+        result["cuda_max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+    print(
+        f"MaskedTransformer {params / 1e6:.1f} M parameters, {'x'.join(map(str, grid))} = {tokens} codes, "
+        f"{args.steps} steps, {torch.get_num_threads()} threads, {device}"
+    )
+    print(f"{'':8}{'':20}{'median s':>10}{'min s':>10}{'GFLOP':>10}{'GFLOP/s':>10}{'util':>7}{'peer s':>8}")
+    for dtype_name, row in result["runs"].items():
+        mm = row["matmul_2048"]
+        print(
+            f"{dtype_name:8}{'matmul 2048^3':20}{mm['seconds']:10.4f}{mm['seconds_min']:10.4f}{'':10}"
+            f"{mm['flops_per_s'] / 1e9:10.1f}"
+        )
+        for name in ("forward_batch1", "forward_batch2", "forward_one_token"):
+            r = row[name]
+            print(
+                f"{'':8}{name:20}{r['seconds']:10.4f}{r['seconds_min']:10.4f}{r['flops'] / 1e9:10.2f}"
+                f"{r['flops_per_s'] / 1e9:10.1f}{r['utilization']:7.0%}"
+            )
+        for name in ("sample_guided", "sample_unguided"):
+            r = row[name]
+            print(
+                f"{'':8}{name + ' (clip)':20}{r['seconds_per_clip']:10.3f}{r['seconds_per_clip_min']:10.3f}"
+                f"{r['flops_per_clip'] / 1e9:10.1f}{r['flops_per_s'] / 1e9:10.1f}{r['utilization']:7.0%}"
+                f"{r['peer_seconds']:8.1f}"
+            )
+        r = row["token_by_token"]
+        print(
+            f"{'':8}token-by-token: {r['forward_passes']} passes vs {r['maskgit_forward_passes']} "
+            f"({r['fewer_passes']:.0f}x fewer); est. {r['no_kv_cache_seconds_est']:.0f} s without KV cache "
+            f"({r['speedup_vs_no_kv_cache']:.0f}x slower than MaskGIT), >= "
+            f"{r['kv_cache_seconds_lower_bound_est']:.1f} s with one "
+            f"({r['speedup_vs_kv_cache_lower_bound']:.1f}x)"
+        )
+    print(f"peak RSS {result['peak_rss_mb']['end']:.0f} MiB")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
