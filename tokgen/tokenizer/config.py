@@ -49,8 +49,17 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"TokenizerConfig.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
-        for name in ("channels", "patch_size", "temporal_patch", "dim", "spatial_depth", "temporal_depth",
-                     "heads", "dim_head", "codebook_dim"):
+        for name in (
+            "channels",
+            "patch_size",
+            "temporal_patch",
+            "dim",
+            "spatial_depth",
+            "temporal_depth",
+            "heads",
+            "dim_head",
+            "codebook_dim",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temporal_window is not None and self.temporal_window < 1:
@@ -58,7 +67,9 @@ class TokenizerConfig:
         if self.quantizer == "fsq":
             self.fsq_levels = [int(x) for x in self.fsq_levels]
             if not self.fsq_levels or min(self.fsq_levels) < 2:
-                raise ValueError(f"TokenizerConfig.fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+                raise ValueError(
+                    f"TokenizerConfig.fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}"
+                )
             self.codebook_size = math.prod(self.fsq_levels)
         if self.quantizer == "lfq" and (self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1)):
             raise ValueError(f"TokenizerConfig.codebook_size must be a power of two for lfq, got {self.codebook_size}")

@@ -1,0 +1,109 @@
+"""Tokenizer training end to end through the real configs, Trainer and checkpoints (tiny, CPU)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokgen.cli import compose_config, main, run
+from tokgen.data.shapes import ShapesDataset
+from tokgen.tokenizer.lit import TokenizerLit
+from tokgen.tokenizer.model import VideoTokenizer
+
+TINY = [
+    "experiment=tokenizer_tiny",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "callbacks.checkpoint.every_n_train_steps=2",
+    "~callbacks.progress",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("tok") / "fit"
+    return run(compose_config([*TINY, f"run_dir={run_dir}"]), "fit")
+
+
+def test_fit_writes_config_checkpoint_metrics_and_previews(fitted: Path) -> None:
+    assert "patch_size: 4" in (fitted / "config.yaml").read_text()
+    ckpt = torch.load(fitted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4
+    rows = list(csv.DictReader((fitted / "logs" / "metrics.csv").open()))
+    psnrs = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
+    assert len(psnrs) == 2 and all(5 < p < 60 for p in psnrs)
+    assert any(r.get("val/codebook_usage") for r in rows)
+    assert sorted(p.name for p in (fitted / "previews").iterdir())  # input | reconstruction PNGs
+
+
+def test_resume_from_last_checkpoint_continues_the_step_count(fitted: Path, tmp_path: Path) -> None:
+    resumed = run(
+        compose_config(
+            [
+                *TINY,
+                "trainer.max_steps=6",
+                f"run_dir={tmp_path / 'resumed'}",
+                f"ckpt_path={fitted / 'checkpoints' / 'last.ckpt'}",
+            ]
+        ),
+        "fit",
+    )
+    ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 6
+    assert (fitted / "checkpoints" / "last.ckpt").exists()  # the old run is untouched
+
+
+def test_export_then_from_pretrained_gives_identical_codes(fitted: Path, tmp_path: Path) -> None:
+    main(["export", f"ckpt={fitted / 'checkpoints' / 'last.ckpt'}", f"out={tmp_path / 'export'}"])
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "model.safetensors"]
+    exported = VideoTokenizer.from_pretrained(tmp_path / "export").eval()
+    lit = TokenizerLit.load_from_checkpoint(fitted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    video = torch.stack([ShapesDataset(length=2, seed=5, resolution=16, num_frames=9)[i]["video"] for i in range(2)])
+    with torch.no_grad():
+        assert torch.equal(exported.encode(video), lit.model.eval().encode(video))
+    with pytest.raises(SystemExit, match="not empty"):  # never overwrites an export
+        main(["export", f"ckpt={fitted / 'checkpoints' / 'last.ckpt'}", f"out={tmp_path / 'export'}"])
+    with pytest.raises(SystemExit, match="Lightning checkpoint file"):  # an export folder is not a .ckpt
+        main(["export", f"ckpt={tmp_path / 'export'}", f"out={tmp_path / 'again'}"])
+
+
+def test_validate_and_predict_from_checkpoint(fitted: Path, tmp_path: Path) -> None:
+    ckpt = f"ckpt_path={fitted / 'checkpoints' / 'last.ckpt'}"
+    # A different tokenizer preset in the config doesn't matter: the checkpoint brings its architecture.
+    run(compose_config([*TINY, ckpt, "tokenizer.dim=64", f"run_dir={tmp_path / 'val'}"]), "validate")
+    predicted = run(compose_config([*TINY, ckpt, f"run_dir={tmp_path / 'pred'}", "data.val.length=3"]), "predict")
+    files = sorted(p.name for p in (predicted / "predictions").iterdir())
+    assert "predictions.json" in files and "reconstructions.png" in files
+    assert len([f for f in files if f.endswith(".mp4")]) == 3
+
+
+def test_fast_dev_run_for_each_tokenizer_experiment(tmp_path: Path) -> None:
+    main(["make-shapes", f"out={tmp_path}/clips", "count=2", "resolution=64", "num_frames=17"])
+    for experiment, extra in [
+        ("tokenizer_small_shapes", []),
+        ("tokenizer_small_folder", [f"data.train.root={tmp_path}/clips", "data.num_workers=0"]),
+        ("tokenizer_base_shapes", ["trainer=debug", "data.train.num_frames=3", "data.num_workers=0"]),
+        (
+            "tokenizer_base_folder",
+            [
+                f"data.train.root={tmp_path}/clips",
+                "data.num_workers=0",
+                "data.train.num_frames=3",
+                "data.train.size=64",
+                "model.train.gan_start_step=0",
+            ],
+        ),
+    ]:
+        cfg = compose_config(
+            [
+                f"experiment={experiment}",
+                "trainer=debug",
+                "data.batch_size=1",
+                *extra,
+                f"run_dir={tmp_path / experiment}",
+            ]
+        )
+        run(cfg, "fit")

@@ -1,0 +1,229 @@
+"""VideoTokenizer behaviour at tiny size: causality, chunking, shapes, contracts, save/load, learning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tokgen.tokenizer.config import TokenizerConfig
+from tokgen.tokenizer.model import TokenizerOutput, VideoTokenizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from threads, and on a busy machine thread hand-offs cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides: object) -> VideoTokenizer:
+    torch.manual_seed(0)
+    fields = dict(
+        patch_size=4,
+        temporal_patch=2,
+        dim=32,
+        spatial_depth=1,
+        temporal_depth=1,
+        heads=2,
+        dim_head=16,
+        codebook_size=64,
+        codebook_dim=8,
+        temporal_window=2,
+        fsq_levels=[4, 4, 4],
+    )
+    return VideoTokenizer(TokenizerConfig(**(fields | overrides))).eval()
+
+
+def clip(frames: int = 9, height: int = 16, width: int = 16, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, frames, height, width, generator=generator) * 2 - 1
+
+
+@pytest.mark.parametrize("window", [2, None])
+def test_encoder_is_causal(window: int | None) -> None:
+    model, video = tiny(temporal_window=window), clip(frames=13)
+    codes = model.encode(video)
+    assert codes.shape == (2, 7, 4, 4) and codes.dtype == torch.long
+    for k in range(7):
+        assert torch.equal(model.encode(video[:, :, : 1 + 2 * k]), codes[:, : 1 + k]), k
+
+
+@pytest.mark.parametrize("window", [2, None])
+def test_decoder_is_causal(window: int | None) -> None:
+    model = tiny(temporal_window=window)
+    codes = model.encode(clip(frames=13))
+    video = model.decode(codes)
+    assert video.shape == (2, 3, 13, 16, 16)
+    for k in range(7):
+        torch.testing.assert_close(model.decode(codes[:, : 1 + k]), video[:, :, : 1 + 2 * k], atol=1e-5, rtol=0)
+
+
+def test_image_is_a_one_frame_video() -> None:
+    model, video = tiny(), clip()
+    image_codes = model.encode(video[:, :, :1])
+    assert image_codes.shape == (2, 1, 4, 4)
+    assert torch.equal(image_codes, model.encode(video)[:, :1])
+    assert model.decode(image_codes).shape == (2, 3, 1, 16, 16)
+
+
+@pytest.mark.parametrize("window", [2, 3, None])
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_chunked_equals_one_pass(window: int | None, chunk: int) -> None:
+    model = tiny(temporal_window=window, temporal_depth=2)
+    video = clip(frames=15)
+    codes = model.encode(video)
+    assert torch.equal(model.encode(video, chunk_frames=chunk), codes)
+    torch.testing.assert_close(model.decode(codes, chunk_frames=chunk), model.decode(codes), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5, 9, 33])
+def test_any_length_works(frames: int) -> None:
+    model = tiny()
+    codes = model.encode(clip(frames=frames, batch=1))
+    assert codes.shape == (1, model.codes_shape(frames, 16, 16)[0], 4, 4)
+    assert model.decode(codes).shape == (1, 3, frames, 16, 16)
+
+
+@pytest.mark.parametrize(("height", "width"), [(16, 16), (24, 32), (8, 4)])
+def test_other_resolutions_work(height: int, width: int) -> None:
+    model = tiny()
+    codes = model.encode(clip(height=height, width=width))
+    assert codes.shape == (2, 5, height // 4, width // 4)
+    assert model.decode(codes).shape == (2, 3, 9, height, width)
+    out = model.train()(clip(height=height, width=width))
+    assert isinstance(out, TokenizerOutput) and out.recon.shape == (2, 3, 9, height, width)
+    assert out.codes.shape == codes.shape and out.quantizer_loss.shape == ()
+
+
+@pytest.mark.parametrize("kind", ["vq", "fsq", "lfq"])
+def test_every_quantizer_round_trips(kind: str) -> None:
+    model, video = tiny(quantizer=kind), clip()
+    codes = model.encode(video)
+    assert int(codes.max()) < model.config.codebook_size
+    torch.testing.assert_close(model.quantizer.embed(codes.flatten(1)).shape, torch.Size([2, 80, 32]))
+    assert model.decode(codes).shape == video.shape
+    out = model.train()(video)
+    assert torch.isfinite(out.recon).all() and torch.isfinite(out.quantizer_loss)
+
+
+def test_save_load_round_trip_without_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny()
+    model.train()(clip())  # move the EMA codebook away from its init so buffers matter
+    model.eval()
+    model.save_pretrained(tmp_path / "tok")
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["config.json", "model.safetensors"]
+
+    def no_pickle(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load (pickle) must not be used")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    loaded = VideoTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.config == model.config and not loaded.training
+    reference, restored = model.state_dict(), loaded.state_dict()
+    assert reference.keys() == restored.keys()
+    for name, tensor in reference.items():
+        assert torch.equal(tensor, restored[name]) and tensor.dtype == restored[name].dtype, name
+    video = clip(frames=13)
+    assert torch.equal(loaded.encode(video), model.encode(video))
+    assert torch.equal(loaded.decode(model.encode(video)), model.decode(model.encode(video)))
+
+
+def test_load_reports_mismatched_weights(tmp_path: Path) -> None:
+    model = tiny()
+    model.save_pretrained(tmp_path / "tok")
+    config = model.config.to_dict() | {"spatial_depth": 2}
+    (tmp_path / "tok" / "config.json").write_text(
+        (tmp_path / "tok" / "config.json").read_text().replace('"spatial_depth": 1', '"spatial_depth": 2')
+    )
+    assert config["spatial_depth"] == 2
+    with pytest.raises(ValueError, match=r"Missing key.*dec_space\.1\.") as error:
+        VideoTokenizer.from_pretrained(tmp_path / "tok")
+    assert str(tmp_path / "tok") in str(error.value)
+
+
+def test_quantizer_loss_reaches_the_encoder() -> None:
+    model = tiny(quantizer="vq").train()
+    model(clip()).quantizer_loss.backward()  # commitment loss only, no reconstruction loss
+    for name in (
+        "embed_rest.weight",
+        "enc_space.0.ff.0.weight",
+        "enc_time.0.attn.to_qkv.weight",
+    ):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert model.get_parameter("to_rest.weight").grad is None  # the decoder plays no part in it
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((2, 3, 4, 16, 16), r"\(2, 3, 4, 16, 16\).*4 frames"),  # (T - 1) % pt != 0
+        ((2, 1, 9, 16, 16), r"3 channels.*\(2, 1, 9, 16, 16\)"),
+        ((2, 3, 9, 18, 16), r"\(2, 3, 9, 18, 16\).*18x16"),
+        ((2, 3, 9, 16, 14), r"\(2, 3, 9, 16, 14\)"),
+        ((3, 9, 16, 16), r"\(3, 9, 16, 16\)"),
+    ],
+)
+def test_bad_video_is_a_clear_error(shape: tuple[int, ...], message: str) -> None:
+    model = tiny()
+    with pytest.raises(ValueError, match=message):
+        model.encode(torch.zeros(shape))
+    with pytest.raises(ValueError, match=message):
+        model(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_video_is_an_error(bad: float) -> None:
+    video = clip()
+    video[1, 2, 3, 4, 5] = bad
+    with pytest.raises(ValueError, match=r"\(2, 3, 9, 16, 16\).*NaN or Inf"):
+        tiny().encode(video)
+
+
+@pytest.mark.parametrize("bad", [64, -1, 1000])
+def test_out_of_range_codes_are_an_error(bad: int) -> None:
+    codes = torch.zeros(1, 5, 4, 4, dtype=torch.long)
+    codes[0, 2, 1, 1] = bad
+    with pytest.raises(ValueError, match=rf"\(1, 5, 4, 4\).*{bad}.*\[0, 64\)"):
+        tiny().decode(codes)
+    with pytest.raises(ValueError, match=r"integer codes"):
+        tiny().decode(codes.float())
+
+
+def moving_blob(frames: int = 9, size: int = 16) -> torch.Tensor:
+    """A soft orange disc sliding diagonally over black: smooth, so a tiny tokenizer can learn it."""
+    coords = torch.arange(size, dtype=torch.float32)
+    ys, xs = coords[:, None], coords[None, :]
+    video = []
+    for f in range(frames):
+        cy, cx = 4.0 + 0.8 * f, 3.0 + f
+        blob = torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * 2.5**2))
+        video.append(torch.stack([blob, 0.6 * blob, 0.2 * blob]))  # (c, h, w) in [0, 1]
+    return torch.stack(video, dim=1)[None] * 2 - 1  # (1, c, t, h, w) in [-1, 1]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss((a.clamp(-1, 1) + 1) / 2, (b + 1) / 2).item()
+    return 10 * math.log10(1 / mse)
+
+
+def test_overfits_one_clip() -> None:
+    # The default VQ (EMA codebook, 64 codes) reaches ~33 dB in 300 steps (~3 s on one core).
+    model = tiny(quantizer="vq").train()
+    video = moving_blob()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    for _ in range(300):
+        out = model(video)
+        loss = F.mse_loss(out.recon, video) + out.quantizer_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert psnr(model.decode(model.encode(video)), video) > 30

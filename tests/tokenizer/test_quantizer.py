@@ -1,0 +1,66 @@
+"""The Quantizer wrapper gives VQ, FSQ and LFQ one interface."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokgen.tokenizer.config import TokenizerConfig
+from tokgen.tokenizer.quantizer import Quantizer
+
+KINDS = ["vq", "fsq", "lfq"]
+
+
+def make(kind: str, **overrides: object) -> Quantizer:
+    torch.manual_seed(0)
+    fields = dict(dim=32, quantizer=kind, codebook_size=64, codebook_dim=8, fsq_levels=[4, 4, 4])
+    return Quantizer(TokenizerConfig(**(fields | overrides)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_contract_and_embed_matches(kind: str) -> None:
+    quantizer = make(kind).eval()
+    x = torch.randn(2, 10, 32)
+    out = quantizer(x)
+    assert out.quantized.shape == (2, 10, 32) and out.quantized.dtype == torch.float32
+    assert out.indices.shape == (2, 10) and out.indices.dtype == torch.long
+    assert int(out.indices.min()) >= 0 and int(out.indices.max()) < quantizer.codebook_size
+    assert out.loss.shape == () and float(out.loss) == 0.0
+    torch.testing.assert_close(quantizer.embed(out.indices), out.quantized, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_input_same_codes(kind: str) -> None:
+    quantizer = make(kind).eval()
+    x = torch.randn(1, 7, 32)
+    assert torch.equal(quantizer(x).indices, quantizer(x).indices)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fp32_under_autocast(kind: str) -> None:
+    quantizer = make(kind).eval()
+    x = torch.randn(1, 5, 32).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = quantizer(x)
+        embedded = quantizer.embed(out.indices)
+    assert out.quantized.dtype == torch.float32 and embedded.dtype == torch.float32
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_vq_training_loss_has_gradient(ema: bool) -> None:
+    quantizer = make("vq", vq_ema=ema).train()
+    x = torch.randn(2, 10, 32, requires_grad=True)
+    out = quantizer(x)
+    assert out.loss.item() > 0
+    out.loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_fsq_loss_is_zero_in_training() -> None:
+    out = make("fsq").train()(torch.randn(2, 10, 32, requires_grad=True))
+    assert out.loss.item() == 0.0 and out.loss.shape == ()
+
+
+def test_lfq_training_returns_entropy_loss() -> None:
+    out = make("lfq").train()(torch.randn(2, 10, 32, requires_grad=True))
+    assert out.loss.shape == () and out.loss.requires_grad

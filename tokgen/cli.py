@@ -1,0 +1,321 @@
+"""The ``tokgen`` command: a table of verbs, each mapped to one short function.
+
+The Lightning verbs (``fit``, ``validate``, ``test``, ``predict``) compose ``conf/`` with Hydra
+(shipped as ``tokgen.conf``) and call the matching ``Trainer`` method; ``run(cfg, verb)`` does that
+and is what tests call with the real configs. The other verbs take ``key=value`` arguments into a
+small typed dataclass. This is the only module that imports Hydra.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, fields
+from functools import partial
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+
+
+# ------------------------------------------------------------------------------------ configs
+def _register_schemas() -> None:
+    """Typed dataclasses are the schema (and the one home of every default) of their config groups."""
+    from hydra.core.config_store import ConfigStore
+
+    from tokgen.text.factory import TextEncoderConfig
+    from tokgen.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
+    from tokgen.transformer.config import TransformerConfig, TransformerTrainConfig
+
+    store = ConfigStore.instance()
+    store.store(group="tokenizer", name="schema", node=TokenizerConfig)
+    store.store(group="transformer", name="schema", node=TransformerConfig)
+    store.store(group="text", name="schema", node=TextEncoderConfig)
+    store.store(group="schema", name="tokenizer_train", node=TokenizerTrainConfig)
+    store.store(group="schema", name="transformer_train", node=TransformerTrainConfig)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides (``key=value``, ``group=option``, ``+key=value``)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    _register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_module("tokgen.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def choose_run_dir(cfg: DictConfig, verb: str) -> Path:
+    """A fresh run folder: ``runs/<name>/<verb>-<time>`` unless ``run_dir`` is set. Never an old run's."""
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"run_dir {str(path)!r} exists and is not empty; a run never writes into an old run")
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path("runs") / str(cfg.name) / f"{verb}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / str(cfg.name) / f"{verb}-{stamp}-{n}"
+    return path
+
+
+def run(cfg: DictConfig, verb: str) -> Path:
+    """Run one Lightning verb on a composed config; returns the run folder (with its ``config.yaml``)."""
+    import lightning as L
+    from hydra.utils import get_class, instantiate
+
+    if verb not in LIGHTNING_VERBS:
+        raise ValueError(f"unknown Lightning verb {verb!r}; expected one of {LIGHTNING_VERBS}")
+    if verb != "fit" and not cfg.ckpt_path:
+        raise ValueError(
+            f"tokgen {verb} needs ckpt_path=PATH (a Lightning checkpoint, e.g. runs/.../checkpoints/last.ckpt)"
+        )
+    run_dir = choose_run_dir(cfg, verb)
+    cfg = cfg.copy()
+    cfg.run_dir = str(run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    # Build data and model first: a config mistake fails before any folder is made.
+    datamodule = instantiate(cfg.data)
+    if verb == "fit":
+        model = instantiate(cfg.model)
+    else:  # the architecture comes from the checkpoint, so a config preset can't mismatch it
+        model = get_class(cfg.model._target_).load_from_checkpoint(cfg.ckpt_path, map_location="cpu", weights_only=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if verb == "fit":
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    elif verb == "validate":
+        trainer.validate(model, datamodule=datamodule)
+    elif verb == "test":
+        trainer.test(model, datamodule=datamodule)
+    else:
+        outputs = trainer.predict(model, datamodule=datamodule)
+        model.write_predictions(outputs, run_dir / "predictions")
+    print(f"run folder: {run_dir}")
+    return run_dir
+
+
+def tokenize(cfg: DictConfig) -> Path:
+    """Run an exported tokenizer and the text encoder over ``data.train``; write resumable token shards."""
+    from hydra.utils import instantiate
+
+    from tokgen.data.token_shards import write_token_shards
+    from tokgen.text import TextEncoderConfig, build_text_encoder
+    from tokgen.tokenizer.model import VideoTokenizer
+
+    if not cfg.tokenize.tokenizer or not cfg.tokenize.out:
+        raise ValueError("tokgen tokenize needs tokenize.tokenizer=DIR (an exported tokenizer) and tokenize.out=DIR")
+    tokenizer = VideoTokenizer.from_pretrained(cfg.tokenize.tokenizer).eval()
+    text_config = TextEncoderConfig(**OmegaConf.to_container(cfg.text, resolve=True))
+    text_encoder = build_text_encoder(text_config).eval()
+
+    def encode_text(prompts: list[str]):
+        embedding = text_encoder.encode(prompts)
+        return embedding.emb, embedding.mask
+
+    sources = {
+        "tokenizer": str(Path(cfg.tokenize.tokenizer).resolve()),
+        "tokenizer_config": tokenizer.config.to_dict(),
+        "text": OmegaConf.to_container(cfg.text, resolve=True),
+        "data": OmegaConf.to_container(cfg.data.train, resolve=True),
+    }
+    out = write_token_shards(
+        instantiate(cfg.data.train),
+        cfg.tokenize.out,
+        encode_video=tokenizer.encode,
+        encode_text=encode_text,
+        codebook_size=tokenizer.config.codebook_size,
+        shard_size=cfg.tokenize.shard_size,
+        batch_size=cfg.tokenize.batch_size,
+        sources=sources,
+    )
+    print(f"token shards: {out}")
+    return out
+
+
+# ------------------------------------------------------------------------------ other verbs
+def parse_options(schema: type, args: Sequence[str], verb: str):
+    """``key=value`` arguments into the verb's dataclass; unknown keys and missing values are clear errors."""
+    known = {f.name: f for f in fields(schema)}
+    values: dict[str, object] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(
+                f"tokgen {verb}: unexpected argument {arg!r}; expected key=value with key in {sorted(known)}"
+            )
+        values[key] = value
+    merged = OmegaConf.merge(
+        OmegaConf.structured(schema), OmegaConf.from_dotlist([f"{k}={v}" for k, v in values.items()])
+    )
+    missing = [name for name in known if OmegaConf.is_missing(merged, name)]
+    if missing:
+        raise SystemExit(f"tokgen {verb}: missing required {', '.join(f'{m}=...' for m in missing)}")
+    return OmegaConf.to_object(merged)
+
+
+@dataclass
+class ExportOptions:
+    """``tokgen export ckpt=PATH out=DIR``: a Lightning checkpoint -> ``config.json`` + ``model.safetensors``."""
+
+    ckpt: str = MISSING
+    out: str = MISSING
+    overwrite: bool = False
+
+
+def export(opts: ExportOptions) -> Path:
+    from tokgen.export import export_checkpoint
+
+    out = export_checkpoint(opts.ckpt, opts.out, overwrite=opts.overwrite)
+    print(f"exported {opts.ckpt} -> {out}")
+    return out
+
+
+@dataclass
+class MakeShapesOptions:
+    """``tokgen make-shapes out=DIR``: write a Shapes set as mp4 files + ``captions.jsonl``."""
+
+    out: str = MISSING
+    count: int = 100
+    seed: int = 0
+    resolution: int = 64
+    num_frames: int = 17
+    num_objects: int = 1
+    fps: float = 8.0
+    overwrite: bool = False
+
+
+def make_shapes(opts: MakeShapesOptions) -> Path:
+    from tokgen.data.shapes_folder import write_shapes_folder
+
+    out = write_shapes_folder(
+        opts.out,
+        count=opts.count,
+        seed=opts.seed,
+        fps=opts.fps,
+        overwrite=opts.overwrite,
+        resolution=opts.resolution,
+        num_frames=opts.num_frames,
+        num_objects=opts.num_objects,
+    )
+    print(f"wrote {opts.count} Shapes clips and captions.jsonl to {out}")
+    return out
+
+
+@dataclass
+class DemoOptions:
+    """``tokgen demo``: train (or reuse) the small tokenizer on Shapes and show reconstructions."""
+
+    out: str = "runs/demo"
+    minutes: float = 6.0
+    clips: int = 4
+
+
+def demo(opts: DemoOptions) -> Path:
+    from tokgen.demo import run_demo
+
+    return run_demo(Path(opts.out), minutes=opts.minutes, clips=opts.clips, compose=compose_config, fit=run)
+
+
+# ------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Verb:
+    help: str
+    schema: type | None  # None: configured by Hydra, the function gets the composed config
+    function: Callable
+
+
+VERBS: dict[str, Verb] = {
+    "fit": Verb("train a model (Lightning Trainer.fit) on the composed config", None, partial(run, verb="fit")),
+    "validate": Verb("validation metrics of a checkpoint (ckpt_path=...)", None, partial(run, verb="validate")),
+    "test": Verb("test metrics of a checkpoint (ckpt_path=...)", None, partial(run, verb="test")),
+    "predict": Verb("run a checkpoint over the predict set and write its outputs", None, partial(run, verb="predict")),
+    "tokenize": Verb("encode a dataset into token shards (codes + captions + text embeddings)", None, tokenize),
+    "export": Verb(
+        "Lightning checkpoint -> pickle-free folder (config.json + model.safetensors)", ExportOptions, export
+    ),
+    "make-shapes": Verb("write a Shapes dataset to disk as mp4 + captions.jsonl", MakeShapesOptions, make_shapes),
+    "demo": Verb("the main demo: train or reuse a small model on Shapes and show its output", DemoOptions, demo),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, VERBS))
+    lines = [f"  {name:<{width}}  {verb.help}" for name, verb in VERBS.items()]
+    return (
+        "usage: tokgen <verb> [key=value ...]\n\n"
+        "Token-based video generation: C-ViViT tokenizer, masked transformer, story mode.\n\nverbs:\n"
+        + "\n".join(lines)
+        + "\n\n`tokgen <verb> --help` shows a verb's options (for Lightning verbs: the composed config).\n"
+        "Lightning verbs take Hydra overrides: tokgen fit experiment=tokenizer_tiny trainer.max_steps=100\n"
+    )
+
+
+def _verb_help(name: str, verb: Verb, args: Sequence[str]) -> str:
+    if verb.schema is None:
+        cfg = compose_config([a for a in args if a not in ("--help", "-h")])
+        from importlib.resources import files
+
+        groups = sorted(p.name for p in files("tokgen.conf").iterdir() if p.is_dir() and not p.name.startswith("_"))
+        return (
+            f"tokgen {name} [overrides]: {verb.help}\n"
+            f"config groups (choose with group=option): {', '.join(groups) or 'see conf/'}\n"
+            f"composed config:\n\n{OmegaConf.to_yaml(cfg)}"
+        )
+    doc = textwrap.dedent(verb.schema.__doc__ or "").strip()
+    opts = "\n".join(f"  {f.name}={'(required)' if f.default is MISSING else f.default}" for f in fields(verb.schema))
+    return f"{doc}\n\noptions:\n{opts}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``tokgen`` console script and ``python -m tokgen``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    name, rest = args[0], args[1:]
+    verb = VERBS.get(name)
+    if verb is None:
+        raise SystemExit(f"tokgen: unknown verb {name!r}\n\n{_usage()}")
+    if "--help" in rest or "-h" in rest:
+        print(_verb_help(name, verb, rest))
+        return
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    user_errors = (
+        FileExistsError,
+        FileNotFoundError,
+        IsADirectoryError,
+        ValueError,
+        HydraException,
+        OmegaConfBaseException,
+    )
+    try:
+        if verb.schema is None:
+            if "--cfg" in rest:  # Hydra's spelling: print the composed config and stop
+                rest = [a for a in rest if a not in ("--cfg", "job", "all")]
+                print(OmegaConf.to_yaml(compose_config(rest)))
+                return
+            verb.function(compose_config(rest))
+        else:
+            verb.function(parse_options(verb.schema, rest, name))
+    except user_errors as err:
+        # A user's mistake gets one clear line; TOKGEN_DEBUG=1 shows the traceback.
+        if os.environ.get("TOKGEN_DEBUG"):
+            raise
+        raise SystemExit(f"tokgen {name}: error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()
