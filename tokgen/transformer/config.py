@@ -78,3 +78,43 @@ class TransformerConfig:
         if unknown:
             raise ValueError(f"unknown TransformerConfig fields {unknown}; known fields: {sorted(known)}")
         return cls(**data)
+
+
+@dataclass
+class TransformerTrainConfig:
+    """Optimisation, masking and conditioning settings of transformer training."""
+
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.96)
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    grad_clip: float | None = 1.0
+    label_smoothing: float = 0.1
+    mask_schedule: str = "cosine"  # shared with sampling (tokgen.transformer.masking)
+    # Classifier-free guidance is trained, not assumed: this fraction of clips sees the null prompt.
+    text_dropout: float = 0.1
+    # Continuation (story mode, image-to-video): this fraction of clips gets its first k latent
+    # frames unmasked, k uniform in [1, t - 1], so the model learns to extend given frames.
+    continuation_prob: float = 0.25
+    # Validation: masked-token accuracy at this ratio, and this many sampled clips (needs a tokenizer).
+    val_mask_ratio: float = 0.5
+    num_samples: int = 4
+    sample_steps: int = 12
+    sample_guidance: float = 3.0
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        for name in ("text_dropout", "continuation_prob", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.val_mask_ratio <= 1.0:
+            raise ValueError(f"train.val_mask_ratio must be in (0, 1], got {self.val_mask_ratio}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TransformerTrainConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown transformer train fields {unknown}")
+        return cls(**data)

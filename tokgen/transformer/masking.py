@@ -89,9 +89,7 @@ def random_mask(shape: tuple[int, ...] | torch.Size, ratio: Tensor, generator: t
     batch, *rest = shape
     n = math.prod(rest)
     if ratio.shape != (batch,):
-        raise ValueError(
-            f"ratio must have shape ({batch},) for mask shape {tuple(shape)}, got {tuple(ratio.shape)}"
-        )
+        raise ValueError(f"ratio must have shape ({batch},) for mask shape {tuple(shape)}, got {tuple(ratio.shape)}")
     if n < 1:
         raise ValueError(f"mask shape {tuple(shape)} has no tokens per sample")
     device = generator.device

@@ -97,9 +97,7 @@ class MaskedTransformer(nn.Module):
     def _check_inputs(self, codes: Tensor, text: Tensor, text_mask: Tensor) -> None:
         cfg = self.config
         if codes.ndim != 4 or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-            raise ValueError(
-                f"codes must be an integer tensor (B, t, h, w), got {codes.dtype} {tuple(codes.shape)}"
-            )
+            raise ValueError(f"codes must be an integer tensor (B, t, h, w), got {codes.dtype} {tuple(codes.shape)}")
         self._check_grid(tuple(codes.shape[1:]), what="codes grid")
         if codes.numel() and (codes.min() < 0 or codes.max() > cfg.mask_id):
             raise ValueError(
@@ -107,9 +105,7 @@ class MaskedTransformer(nn.Module):
                 f"outside [0, {cfg.mask_id}] (codes 0..{cfg.codebook_size - 1}, [MASK] = {cfg.mask_id})"
             )
         if text.ndim != 3 or not text.is_floating_point():
-            raise ValueError(
-                f"text must be a float tensor (B, L, D_text), got {text.dtype} {tuple(text.shape)}"
-            )
+            raise ValueError(f"text must be a float tensor (B, L, D_text), got {text.dtype} {tuple(text.shape)}")
         if text.shape[-1] != cfg.text_dim:
             raise ValueError(
                 f"text embedding width {text.shape[-1]} does not match transformer text_dim {cfg.text_dim} "
@@ -117,8 +113,7 @@ class MaskedTransformer(nn.Module):
             )
         if text.shape[1] > cfg.max_text_len:
             raise ValueError(
-                f"text length {text.shape[1]} exceeds max_text_len {cfg.max_text_len} "
-                f"(text {tuple(text.shape)})"
+                f"text length {text.shape[1]} exceeds max_text_len {cfg.max_text_len} (text {tuple(text.shape)})"
             )
         if text_mask.dtype != torch.bool or text_mask.shape != text.shape[:2]:
             raise ValueError(

@@ -1,0 +1,163 @@
+"""Transformer training end to end on tiny models: tokenize -> fit -> export -> generate / predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tokgen.cli import compose_config, main, run, tokenize
+from tokgen.data.token_shards import TokenShardDataset
+from tokgen.generator import Generator
+from tokgen.io.video import read_video
+from tokgen.tokenizer.config import TokenizerConfig
+from tokgen.tokenizer.model import VideoTokenizer
+from tokgen.transformer.lit import TransformerLit
+
+TINY_TOKENIZER = dict(
+    patch_size=4,
+    dim=32,
+    spatial_depth=1,
+    temporal_depth=1,
+    heads=2,
+    dim_head=16,
+    codebook_size=64,
+    codebook_dim=8,
+)
+
+
+def _tokenize_args(tokenizer_dir: Path, shard_dir: Path) -> list[str]:
+    # 20 Shapes clips at 16x16, 9 frames, into shards of 8 (the last one partial).
+    return [
+        "experiment=tokenizer_tiny",
+        "text=learned",
+        "text.dim=32",
+        "text.depth=1",
+        "text.max_length=16",
+        f"tokenize.tokenizer={tokenizer_dir}",
+        f"tokenize.out={shard_dir}",
+        "tokenize.shard_size=8",
+        "tokenize.batch_size=4",
+        "data.train.length=20",
+    ]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tf")
+    torch.manual_seed(0)
+    VideoTokenizer(TokenizerConfig(**TINY_TOKENIZER)).save_pretrained(root / "tokenizer")
+    tokenize(compose_config(_tokenize_args(root / "tokenizer", root / "shards")))
+    return root / "tokenizer", root / "shards"
+
+
+def test_tokenize_writes_resumable_shards(shards: tuple[Path, Path]) -> None:
+    tokenizer_dir, shard_dir = shards
+    dataset = TokenShardDataset(shard_dir, max_text_len=16)
+    assert len(dataset) == 20 and dataset.codes_shape == (5, 4, 4)
+    item = dataset[13]  # shard 1
+    assert item["codes"].shape == (5, 4, 4) and item["codes"].min() >= 0 and item["codes"].max() < 64
+    assert item["text_emb"].shape == (16, 32) and item["text_mask"].dtype == torch.bool and item["caption"]
+    # The codes are the tokenizer's own.
+    from tokgen.data.shapes import ShapesDataset
+
+    video = ShapesDataset(length=20, seed=0, resolution=16, num_frames=9)[13]["video"][None]
+    with torch.no_grad():
+        assert torch.equal(VideoTokenizer.from_pretrained(tokenizer_dir).eval().encode(video)[0], item["codes"])
+    # Resuming: a deleted shard is rewritten, existing ones are kept as they are.
+    (shard_dir / "shard_00001.safetensors").unlink()
+    kept = (shard_dir / "shard_00000.safetensors").stat().st_mtime_ns
+    tokenize(compose_config(_tokenize_args(tokenizer_dir, shard_dir)))
+    assert (shard_dir / "shard_00001.safetensors").exists()
+    assert (shard_dir / "shard_00000.safetensors").stat().st_mtime_ns == kept
+    assert torch.equal(TokenShardDataset(shard_dir, max_text_len=16)[13]["codes"], item["codes"])
+
+
+def test_text_dropout_and_continuation_reach_training(shards: tuple[Path, Path]) -> None:
+    tokenizer_dir, _ = shards
+    cfg = compose_config(
+        ["experiment=transformer_tiny", "model.train.text_dropout=0.5", "model.train.continuation_prob=0.99"]
+    )
+    from hydra.utils import instantiate
+
+    lit: TransformerLit = instantiate(cfg.model)
+    codes = torch.randint(0, 64, (64, 5, 4, 4))
+    mask = lit.masked_batch(codes, torch.Generator().manual_seed(0))
+    prefix_visible = (~mask[:, 0]).all(dim=(1, 2))  # first latent frame fully visible
+    assert prefix_visible.float().mean() > 0.5  # continuation clips keep a visible prefix
+    assert (mask.flatten(1).sum(1) >= 1).all()  # every clip still has something to predict
+    seen = []
+    original = lit.model.forward
+    lit.model.forward = lambda c, e, m: seen.append(m.sum(1)) or original(c, e, m)  # type: ignore[method-assign]
+    batch = {"codes": codes[:16], "caption": ["a red circle moves right"] * 16}
+    lit.training_step(batch, 0)
+    lengths = seen[0]
+    # Dropped rows carry the null prompt (shorter than the real caption): both kinds occur at p=0.5.
+    assert 0 < (lengths == lengths.min()).sum() < 16
+
+
+def test_fit_export_generate_and_predict(shards: tuple[Path, Path], tmp_path: Path) -> None:
+    tokenizer_dir, shard_dir = shards
+    base = [
+        "experiment=transformer_tiny",
+        f"tokenize.tokenizer={tokenizer_dir}",
+        f"tokenize.out={shard_dir}",
+        "~callbacks.progress",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+    ]
+    fitted = run(compose_config([*base, f"run_dir={tmp_path / 'fit'}"]), "fit")
+    ckpt = fitted / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["codes_shape"] == [
+        5,
+        4,
+        4,
+    ]
+    assert list((fitted / "samples").iterdir())  # validation sampled and decoded clips
+
+    main(["export", f"ckpt={ckpt}", f"out={tmp_path / 'gen'}"])
+    generator = Generator.from_pretrained(tmp_path / "gen")
+    clip = generator.generate("a red circle moves right", steps=3, guidance=2.0, seed=1)
+    assert clip.dtype == np.uint8 and clip.shape == (9, 16, 16, 3)
+    again = generator.generate("a red circle moves right", steps=3, guidance=2.0, seed=1)
+    assert np.array_equal(clip, again)  # same seed, same clip
+    longer = generator.generate(["a blue square stays still", "a red circle moves up"], num_frames=5, steps=2)
+    assert [c.shape for c in longer] == [(5, 16, 16, 3)] * 2
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# two prompts\na red circle moves right\n\na green square moves up\n")
+    predicted = run(
+        compose_config(
+            [
+                *base,
+                "data=prompts",
+                f"data.predict.prompts={prompts}",
+                f"ckpt_path={ckpt}",
+                f"run_dir={tmp_path / 'pred'}",
+            ]
+        ),
+        "predict",
+    )
+    record = json.loads((predicted / "predictions" / "predictions.json").read_text())
+    assert [s["prompt"] for s in record["samples"]] == ["a red circle moves right", "a green square moves up"]
+    frames = read_video(predicted / "predictions" / record["samples"][0]["file"])
+    assert frames.shape == (9, 16, 16, 3)
+
+
+def test_vocabulary_mismatch_is_a_clear_error(shards: tuple[Path, Path], tmp_path: Path) -> None:
+    tokenizer_dir, shard_dir = shards
+    cfg = compose_config(
+        [
+            "experiment=transformer_tiny",
+            f"tokenize.tokenizer={tokenizer_dir}",
+            f"tokenize.out={shard_dir}",
+            "transformer.codebook_size=128",
+            f"run_dir={tmp_path / 'bad'}",
+            "~callbacks.progress",
+        ]
+    )
+    with pytest.raises(ValueError, match="codebook_size 64"):
+        run(cfg, "fit")
