@@ -50,9 +50,7 @@ def peak_rss_mb() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def timed(
-    fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]
-) -> tuple[float, float]:
+def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> tuple[float, float]:
     """(median, min) seconds of ``repeats`` calls after ``warmup``; the min shows the uncontended cost."""
     for _ in range(warmup):
         fn()

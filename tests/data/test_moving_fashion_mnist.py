@@ -120,8 +120,7 @@ def test_captions_name_the_classes(root: Path) -> None:
         clip, text = ds.clip(i), ds[i]["caption"]
         counts = Counter(CLASS_NAMES[label] for label in ds.labels[clip.indices])
         expected = {
-            f"{'an' if n[0] == 'a' else 'a'} {n}" if c == 1 else f"{NUMBERS[c]} {PLURALS[n]}"
-            for n, c in counts.items()
+            f"{'an' if n[0] == 'a' else 'a'} {n}" if c == 1 else f"{NUMBERS[c]} {PLURALS[n]}" for n, c in counts.items()
         }
         assert set(text.split(" and ")) == expected
     assert format_caption([9]) == "an ankle boot"
@@ -195,9 +194,7 @@ def test_missing_root_or_file_says_how_to_get_it(tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in str(info.value)
     write_split(tmp_path, "train")
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"")  # the test split's labels are missing
-    with pytest.raises(
-        FileNotFoundError, match=r"t10k-labels-idx1-ubyte\.gz.*apt-get install dataset-fashion-mnist"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"t10k-labels-idx1-ubyte\.gz.*apt-get install dataset-fashion-mnist"):
         MovingFashionMNIST(root=tmp_path, split="test")
 
 

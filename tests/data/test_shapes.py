@@ -92,9 +92,7 @@ def test_objects_stay_inside_the_canvas(overrides: dict) -> None:
     for i in range(60):
         scene = sample_scene(np.random.default_rng([0, i]), config)
         for obj, path in zip(scene.objects, scene.paths(), strict=True):
-            assert (path - obj.size / 2 >= -1e-9).all() and (
-                path + obj.size / 2 <= config.resolution + 1e-9
-            ).all()
+            assert (path - obj.size / 2 >= -1e-9).all() and (path + obj.size / 2 <= config.resolution + 1e-9).all()
             # On a canvas padded by 8 px the same object must draw nothing outside the original area.
             (x, y), pad = obj.start, 8
             moved = dataclasses.replace(obj, start=(x + pad, y + pad))
@@ -126,9 +124,7 @@ def test_speed_scales_with_resolution() -> None:
 
 
 def test_change_at_switches_motion_at_that_frame() -> None:
-    ds = ShapesDataset(
-        length=60, seed=2, num_frames=17, change_at=8, size_range=(10, 16), speed_range=(1.5, 2)
-    )
+    ds = ShapesDataset(length=60, seed=2, num_frames=17, change_at=8, size_range=(10, 16), speed_range=(1.5, 2))
     for i in range(len(ds)):
         item, frames = ds[i], ds.frames(i)
         (color, _, before), (_, _, after) = (

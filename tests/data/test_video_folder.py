@@ -18,9 +18,7 @@ from tokgen.io.video import write_video
 
 def index_frames(t: int, h: int = 24, w: int = 32, step: int = 5) -> np.ndarray:
     """Flat gray frames; frame i has brightness ``step * i`` so clips reveal which frames they hold."""
-    return np.repeat((np.arange(t, dtype=np.uint8) * step)[:, None, None, None], h * w * 3).reshape(
-        t, h, w, 3
-    )
+    return np.repeat((np.arange(t, dtype=np.uint8) * step)[:, None, None, None], h * w * 3).reshape(t, h, w, 3)
 
 
 def clip_indices(video: torch.Tensor, step: int = 5) -> list[int]:
@@ -66,10 +64,7 @@ def test_clip_placement_is_seeded(folder: Path) -> None:
     center = VideoFolderDataset(folder, num_frames=5, size=16, seed=3)
     again = VideoFolderDataset(folder, num_frames=5, size=16, seed=3)
     assert torch.equal(center[0]["video"], again[0]["video"])
-    starts = {
-        clip_indices(VideoFolderDataset(folder, num_frames=5, size=16, seed=s)[0]["video"])[0]
-        for s in range(8)
-    }
+    starts = {clip_indices(VideoFolderDataset(folder, num_frames=5, size=16, seed=s)[0]["video"])[0] for s in range(8)}
     assert len(starts) > 1  # a long video is not always read from frame 0
     rand = VideoFolderDataset(folder, num_frames=5, size=16, crop="random", seed=3)
     draws = []
@@ -105,9 +100,7 @@ def test_stride_and_fps_space_the_frames(folder: Path) -> None:
     assert np.diff(clip_indices(ds[0]["video"])).tolist() == [3, 3, 3, 3]
 
 
-def test_missing_captions_are_empty_with_one_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_missing_captions_are_empty_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("x.mp4", "y.mp4"):
         write_video(tmp_path / name, index_frames(3), 10)
     (tmp_path / "y.txt").write_text("  from the txt file \n")
@@ -118,9 +111,7 @@ def test_missing_captions_are_empty_with_one_warning(
     assert len(warnings) == 1 and warnings[0].startswith(f"1 of 2 files under '{tmp_path}' have no caption")
 
 
-def test_bad_and_short_files_are_skipped_counted_and_logged(
-    folder: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_and_short_files_are_skipped_counted_and_logged(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     (folder / "b0.mp4").write_bytes(b"this is not a video")  # sorted between a.mp4 and c.gif
     write_video(folder / "b1.mp4", index_frames(4), 24)  # too short for 9 frames
     ds = VideoFolderDataset(folder, num_frames=9, size=16)
@@ -152,9 +143,7 @@ def test_caption_paths_may_not_leave_root(tmp_path: Path, bad_path: str) -> None
     root.mkdir()
     write_video(tmp_path / "outside.mp4", index_frames(3), 10)
     (root / "link.mp4").symlink_to(tmp_path / "outside.mp4")
-    write_jsonl(
-        root / "captions.jsonl", [{"path": "link.mp4x", "caption": "ok"}, {"path": bad_path, "caption": "x"}]
-    )
+    write_jsonl(root / "captions.jsonl", [{"path": "link.mp4x", "caption": "ok"}, {"path": bad_path, "caption": "x"}])
     with pytest.raises(ValueError, match=r"captions\.jsonl, line 2"):
         VideoFolderDataset(root, num_frames=1, size=16)
 
@@ -191,9 +180,7 @@ def test_image_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "rgb.jpg")
     Image.fromarray(rng.integers(0, 256, (40, 20), dtype=np.uint8), mode="L").save(tmp_path / "gray.png")
-    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), mode="RGBA").save(
-        tmp_path / "rgba.webp"
-    )
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), mode="RGBA").save(tmp_path / "rgba.webp")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
     (tmp_path / "gray.txt").write_text("a gray picture")
     write_jsonl(tmp_path / "captions.jsonl", [{"path": "rgb.jpg", "caption": "noise"}])

@@ -22,9 +22,7 @@ from tokgen.io.video import (
 
 def index_frames(t: int, h: int = 32, w: int = 32, step: int = 5) -> np.ndarray:
     """Flat gray frames whose brightness encodes the frame index: frame i is ``step * i``."""
-    return np.repeat((np.arange(t, dtype=np.uint8) * step)[:, None, None, None], h * w * 3).reshape(
-        t, h, w, 3
-    )
+    return np.repeat((np.arange(t, dtype=np.uint8) * step)[:, None, None, None], h * w * 3).reshape(t, h, w, 3)
 
 
 def indices(frames: np.ndarray, step: int = 5) -> list[int]:
@@ -58,9 +56,7 @@ def long_index(frames: np.ndarray) -> list[int]:
     return (np.round(mean[:, 0]) * 25 + np.round(mean[:, 1])).astype(int).tolist()
 
 
-@pytest.mark.parametrize(
-    ("suffix", "fps", "tolerance"), [(".mp4", 24, 3.0), (".webm", 24, 3.0), (".gif", 25, 1.0)]
-)
+@pytest.mark.parametrize(("suffix", "fps", "tolerance"), [(".mp4", 24, 3.0), (".webm", 24, 3.0), (".gif", 25, 1.0)])
 def test_round_trip(tmp_path: Path, suffix: str, fps: int, tolerance: float) -> None:
     frames = moving_square()
     path = write_video(tmp_path / f"clip{suffix}", frames, fps)
@@ -304,6 +300,5 @@ def test_quality_is_crf(tmp_path: Path) -> None:
     worst = write_video(tmp_path / "worst.mp4", frames, 24, quality=51)
     assert best.stat().st_size > worst.stat().st_size
     assert (
-        np.abs(read_video(best).astype(float) - frames).mean()
-        < np.abs(read_video(worst).astype(float) - frames).mean()
+        np.abs(read_video(best).astype(float) - frames).mean() < np.abs(read_video(worst).astype(float) - frames).mean()
     )

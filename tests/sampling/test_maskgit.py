@@ -117,9 +117,7 @@ class GuidedLogits:
         batch = SHAPE[0]
         if guided:
             assert torch.equal(codes[:batch], codes[batch:])  # [codes; codes]
-            return torch.cat(
-                [self.cond.expand(batch, *self.cond.shape), self.null.expand(batch, *self.null.shape)]
-            )
+            return torch.cat([self.cond.expand(batch, *self.cond.shape), self.null.expand(batch, *self.null.shape)])
         return self.cond.expand(codes.shape[0], *self.cond.shape).clone()
 
 

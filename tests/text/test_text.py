@@ -73,9 +73,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("hf")
     vocab_size = 4 + len(WORDS)
-    t5 = T5EncoderModel(
-        T5Config(vocab_size=vocab_size, d_model=16, num_layers=1, num_heads=2, d_ff=32, d_kv=8)
-    )
+    t5 = T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=16, num_layers=1, num_heads=2, d_ff=32, d_kv=8))
     clip = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=vocab_size,

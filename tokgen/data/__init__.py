@@ -23,6 +23,19 @@ from tokgen.data.shapes import (
 from tokgen.data.video_folder import VideoFolderDataset
 
 __all__ = [
-    "COLORS", "MOTIONS", "SHAPES", "ImageFolderDataset", "MovingFashionMNIST", "ObjectSpec", "Scene", "ShapesConfig", "ShapesDataset",
-    "VideoFolderDataset", "caption", "continue_scene", "parse_caption", "render", "sample_scene",
+    "COLORS",
+    "MOTIONS",
+    "SHAPES",
+    "ImageFolderDataset",
+    "MovingFashionMNIST",
+    "ObjectSpec",
+    "Scene",
+    "ShapesConfig",
+    "ShapesDataset",
+    "VideoFolderDataset",
+    "caption",
+    "continue_scene",
+    "parse_caption",
+    "render",
+    "sample_scene",
 ]

@@ -82,9 +82,7 @@ def _read_captions_file(root: Path) -> dict[str, str]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
             if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-                raise ValueError(
-                    f'{where}: expected {{"path": str, "caption": str}}, got {line.strip()[:80]}'
-                )
+                raise ValueError(f'{where}: expected {{"path": str, "caption": str}}, got {line.strip()[:80]}')
             if not isinstance(entry.get("caption"), str):
                 raise ValueError(f"{where}: 'caption' must be a string, got {entry.get('caption')!r}")
             relative = Path(entry["path"])

@@ -202,9 +202,7 @@ class MovingFashionMNISTConfig:
                 f"{self.resolution}, {self.num_frames}"
             )
         if not 1 <= self.num_objects <= MAX_OBJECTS:
-            raise ValueError(
-                f"MovingFashionMNISTConfig: num_objects must be in [1, 3], got {self.num_objects}"
-            )
+            raise ValueError(f"MovingFashionMNISTConfig: num_objects must be in [1, 3], got {self.num_objects}")
         if not 0 < self.garment_size <= REFERENCE_RESOLUTION or self.size < 1:
             raise ValueError(
                 f"MovingFashionMNISTConfig: garment_size must be in (0, 64] px at 64 x 64 and at least 1 px "
@@ -319,8 +317,7 @@ class MovingFashionMNIST(Dataset):
         fields = {f.name for f in dataclasses.fields(MovingFashionMNISTConfig)}
         if unknown := sorted(set(overrides) - fields):
             raise TypeError(
-                f"unknown MovingFashionMNIST arguments {unknown}; "
-                f"MovingFashionMNISTConfig has {sorted(fields)}"
+                f"unknown MovingFashionMNIST arguments {unknown}; MovingFashionMNISTConfig has {sorted(fields)}"
             )
         self.length, self.seed, self.split, self.root = length, seed, split, Path(root)
         self.config = dataclasses.replace(config or MovingFashionMNISTConfig(), **overrides)

@@ -172,8 +172,7 @@ class Scene:
     def paths(self) -> np.ndarray:
         """Centre of every object in every frame, ``(objects, t, 2)`` as ``(x, y)``."""
         paths = [
-            np.asarray(o.start) + _offsets(o.motions, o.speed, self.num_frames, self.change_at)
-            for o in self.objects
+            np.asarray(o.start) + _offsets(o.motions, o.speed, self.num_frames, self.change_at) for o in self.objects
         ]
         return np.stack(paths) if paths else np.zeros((0, self.num_frames, 2))
 
@@ -249,13 +248,9 @@ class ShapesConfig:
         self.size_range = (float(self.size_range[0]), float(self.size_range[1]))
         self.speed_range = (float(self.speed_range[0]), float(self.speed_range[1]))
         if self.resolution < 16 or self.num_frames < 1:
-            raise ValueError(
-                f"need resolution >= 16, num_frames >= 1; got {self.resolution}, {self.num_frames}"
-            )
+            raise ValueError(f"need resolution >= 16, num_frames >= 1; got {self.resolution}, {self.num_frames}")
         if not 1 <= self.num_objects <= len(COLORS):
-            raise ValueError(
-                f"num_objects must be in [1, {len(COLORS)}] (one color each): {self.num_objects}"
-            )
+            raise ValueError(f"num_objects must be in [1, {len(COLORS)}] (one color each): {self.num_objects}")
         if not 0 < self.size_range[0] <= self.size_range[1]:
             raise ValueError(f"size_range must satisfy 0 < low <= high, got {self.size_range}")
         if not 1.5 <= self.speed_range[0] <= self.speed_range[1]:
@@ -351,9 +346,7 @@ class ShapesDataset(Dataset):
             (``ShapesDataset(length=64, resolution=32, num_frames=9)``).
     """
 
-    def __init__(
-        self, length: int = 1000, seed: int = 0, config: ShapesConfig | None = None, **overrides: Any
-    ) -> None:
+    def __init__(self, length: int = 1000, seed: int = 0, config: ShapesConfig | None = None, **overrides: Any) -> None:
         if length < 0 or seed < 0:
             raise ValueError(f"need length >= 0 and seed >= 0, got length={length}, seed={seed}")
         fields = {f.name for f in dataclasses.fields(ShapesConfig)}

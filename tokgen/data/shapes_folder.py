@@ -16,7 +16,13 @@ from tokgen.io.video import atomic_output, write_video
 
 
 def write_shapes_folder(
-    out: str | Path, *, count: int = 100, seed: int = 0, fps: float = 8.0, overwrite: bool = False, **config: Any
+    out: str | Path,
+    *,
+    count: int = 100,
+    seed: int = 0,
+    fps: float = 8.0,
+    overwrite: bool = False,
+    **config: Any,
 ) -> Path:
     """Render ``count`` Shapes clips into ``out`` (``clip_00000.mp4`` ...) with ``captions.jsonl``.
 

@@ -14,6 +14,16 @@ from tokgen.io.video import (
 )
 
 __all__ = [
-    "VideoInfo", "VideoReadError", "VideoWriteError", "atomic_output", "contact_sheet", "frames_to_tensor",
-    "iter_frames", "probe_video", "read_video", "save_png", "tensor_to_frames", "write_video",
+    "VideoInfo",
+    "VideoReadError",
+    "VideoWriteError",
+    "atomic_output",
+    "contact_sheet",
+    "frames_to_tensor",
+    "iter_frames",
+    "probe_video",
+    "read_video",
+    "save_png",
+    "tensor_to_frames",
+    "write_video",
 ]

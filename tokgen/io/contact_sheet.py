@@ -85,9 +85,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = Fa
         TypeError / ValueError: wrong dtype or shape.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(
-            f"save_png: image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}"
-        )
+        raise TypeError(f"save_png: image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"save_png: image must have shape (H, W, 3), got {image.shape}")
     path = Path(path)
@@ -100,9 +98,7 @@ def _as_clip_list(clips: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
     """Normalise the accepted inputs to a list of uint8 ``(t, h, w, 3)`` arrays."""
     if isinstance(clips, np.ndarray):
         if clips.ndim not in (4, 5):
-            raise ValueError(
-                f"contact_sheet: clips must be (t, h, w, 3) or (n, t, h, w, 3), got shape {clips.shape}"
-            )
+            raise ValueError(f"contact_sheet: clips must be (t, h, w, 3) or (n, t, h, w, 3), got shape {clips.shape}")
         clips = [clips] if clips.ndim == 4 else list(clips)
     out = []
     for i, clip in enumerate(clips):
@@ -111,9 +107,7 @@ def _as_clip_list(clips: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         if clip.dtype != np.uint8:
             raise TypeError(f"contact_sheet: clip {i} must be uint8, got dtype {clip.dtype}")
         if clip.ndim != 4 or clip.shape[-1] != 3 or 0 in clip.shape:
-            raise ValueError(
-                f"contact_sheet: clip {i} must be a non-empty (t, h, w, 3), got shape {clip.shape}"
-            )
+            raise ValueError(f"contact_sheet: clip {i} must be a non-empty (t, h, w, 3), got shape {clip.shape}")
         out.append(clip)
     if not out:
         raise ValueError("contact_sheet: no clips given")
@@ -160,9 +154,7 @@ def _wrap(label: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width:
     return lines
 
 
-def _cut(
-    text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int, *, always: bool = False
-) -> str:
+def _cut(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int, *, always: bool = False) -> str:
     """``text`` if it fits in ``width`` pixels (and not ``always``), else shortened to end in '...'."""
     if not always and font.getlength(text) <= width:
         return text

@@ -181,14 +181,11 @@ def read_video(
         VideoReadError: as :func:`iter_frames`; also when ``num_frames`` was given and the video
             ends before that many frames, or when nothing is left at or after ``start``.
     """
-    frames = list(
-        iter_frames(path, start=start, num_frames=num_frames, fps=fps, size=size, folder_fps=folder_fps)
-    )
+    frames = list(iter_frames(path, start=start, num_frames=num_frames, fps=fps, size=size, folder_fps=folder_fps))
     if num_frames is not None and len(frames) < num_frames:
         at = f" at {fps:g} fps" if fps else ""
         raise VideoReadError(
-            f"{path}: asked for {num_frames} frames from frame {start}{at}, "
-            f"the video has only {len(frames)} there"
+            f"{path}: asked for {num_frames} frames from frame {start}{at}, the video has only {len(frames)} there"
         )
     if not frames:
         raise VideoReadError(f"{path}: no frames at or after frame {start}")
@@ -229,14 +226,10 @@ def write_video(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _WRITE_FORMATS:
-        raise ValueError(
-            f"write_video: cannot write '{path}': supported suffixes are {', '.join(_WRITE_FORMATS)}"
-        )
+        raise ValueError(f"write_video: cannot write '{path}': supported suffixes are {', '.join(_WRITE_FORMATS)}")
     muxer, codec, pix_fmt, default_crf, max_crf = _WRITE_FORMATS[suffix]
     if max_crf is None and quality is not None:
-        raise ValueError(
-            f"write_video: quality is a CRF and has no meaning for {suffix} ('{path}'); pass None"
-        )
+        raise ValueError(f"write_video: quality is a CRF and has no meaning for {suffix} ('{path}'); pass None")
     crf = default_crf if quality is None else quality
     if max_crf is not None and not 0 <= crf <= max_crf:
         raise ValueError(f"write_video: quality (CRF) for {suffix} must be in [0, {max_crf}], got {crf}")
@@ -259,9 +252,7 @@ def write_video(
     with atomic_output(path, overwrite=overwrite) as tmp:
         try:
             with av.open(str(tmp), "w", format=muxer, container_options=container_options) as container:
-                stream = container.add_stream(
-                    codec, rate=Fraction(fps).limit_denominator(1001), options=options
-                )
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
                 stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
                 for frame in _prepend(first, frame_iter):
                     if frame.shape != first.shape:
@@ -450,21 +441,15 @@ def _output_size(height: int, width: int, size: int | tuple[int, int] | None) ->
 
 def _check_size(size: int | tuple[int, int] | None) -> None:
     ok = size is None or (isinstance(size, int) and size > 0)
-    ok = ok or (
-        isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)
-    )
+    ok = ok or (isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size))
     if not ok:
-        raise ValueError(
-            f"size must be None, a positive int (short side) or a (height, width) tuple, got {size!r}"
-        )
+        raise ValueError(f"size must be None, a positive int (short side) or a (height, width) tuple, got {size!r}")
 
 
 def _image_source_files(path: Path) -> list[Path] | None:
     """Frame files of a folder or single image source; None if ``path`` is a video file."""
     if path.is_dir():
-        files = [
-            p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ]
+        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
         if not files:
             raise VideoReadError(f"{path}: folder holds no frames ({', '.join(IMAGE_EXTENSIONS)})")
         # frame_2 before frame_10: compare digit runs as numbers

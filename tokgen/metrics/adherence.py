@@ -68,9 +68,7 @@ def _hue_saturation(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, g, b = np.moveaxis(rgb, -1, 0)
     high, low = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     delta = np.maximum(high - low, 1e-6)
-    hue = np.where(
-        high == r, ((g - b) / delta) % 6, np.where(high == g, (b - r) / delta + 2, (r - g) / delta + 4)
-    )
+    hue = np.where(high == r, ((g - b) / delta) % 6, np.where(high == g, (b - r) / delta + 2, (r - g) / delta + 4))
     return hue * 60.0, (high - low) / np.maximum(high, 1e-6)
 
 
@@ -178,9 +176,7 @@ def describe_clip(frames: np.ndarray) -> list[ObjectTrack]:
     """Objects in a clip of uint8 frames ``(t, h, w, 3)``, one per palette color, in palette order."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
-            f"describe_clip expects uint8 frames (t, h, w, 3), got {frames.dtype} {frames.shape}"
-        )
+        raise ValueError(f"describe_clip expects uint8 frames (t, h, w, 3), got {frames.dtype} {frames.shape}")
     # Max over channels; np.maximum beats .max(-1), which reduces over a length-3 axis slowly.
     brightness = np.maximum(np.maximum(frames[..., 0], frames[..., 1]), frames[..., 2])
     labels = _label_colors(frames, brightness)
@@ -201,18 +197,12 @@ def score_clip(frames: np.ndarray, caption: str) -> AdherenceScore:
     by_color = {track.color: track for track in tracks}
     found = [by_color.get(part.color) for part in parts]
     color = sorted(part.color for part in parts) == sorted(by_color)
-    shape = all(
-        track is not None and track.shape == part.shape for track, part in zip(found, parts, strict=True)
-    )
-    motion = all(
-        track is not None and track.motion == part.motion for track, part in zip(found, parts, strict=True)
-    )
+    shape = all(track is not None and track.shape == part.shape for track, part in zip(found, parts, strict=True))
+    motion = all(track is not None and track.motion == part.motion for track, part in zip(found, parts, strict=True))
     return AdherenceScore(color, shape, motion, color and shape and motion, tuple(tracks))
 
 
-def score_clips(
-    clips: Sequence[np.ndarray] | np.ndarray | torch.Tensor, captions: Sequence[str]
-) -> dict[str, float]:
+def score_clips(clips: Sequence[np.ndarray] | np.ndarray | torch.Tensor, captions: Sequence[str]) -> dict[str, float]:
     """Per-attribute accuracy over clips.
 
     Args:
@@ -226,11 +216,7 @@ def score_clips(
     if isinstance(clips, torch.Tensor):
         clips = tensor_to_frames(clips) if clips.dtype != torch.uint8 else clips.numpy()
     if len(clips) != len(captions) or len(captions) == 0:
-        raise ValueError(
-            f"need as many clips as captions (at least one), got {len(clips)} and {len(captions)}"
-        )
+        raise ValueError(f"need as many clips as captions (at least one), got {len(clips)} and {len(captions)}")
     scores = [score_clip(np.asarray(clip), text) for clip, text in zip(clips, captions, strict=True)]
-    result = {
-        key: float(np.mean([getattr(s, key) for s in scores])) for key in ("color", "shape", "motion", "all")
-    }
+    result = {key: float(np.mean([getattr(s, key) for s in scores])) for key in ("color", "shape", "motion", "all")}
     return {**result, "num_clips": float(len(scores))}

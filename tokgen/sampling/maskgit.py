@@ -148,9 +148,7 @@ def maskgit_sample(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if temperature < 0 or noise_temperature < 0:
-        raise ValueError(
-            f"temperature and noise_temperature must be >= 0, got {temperature}, {noise_temperature}"
-        )
+        raise ValueError(f"temperature and noise_temperature must be >= 0, got {temperature}, {noise_temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     if schedule not in SCHEDULES:  # fail before any forward pass
@@ -163,8 +161,7 @@ def maskgit_sample(
     if known is not None and known_mask is not None:
         if tuple(known.shape) != tuple(shape) or tuple(known_mask.shape) != tuple(shape):
             raise ValueError(
-                f"known {tuple(known.shape)} and known_mask {tuple(known_mask.shape)} "
-                f"must have shape {tuple(shape)}"
+                f"known {tuple(known.shape)} and known_mask {tuple(known_mask.shape)} must have shape {tuple(shape)}"
             )
         if known_mask.dtype != torch.bool:
             raise ValueError(f"known_mask must be bool, got {known_mask.dtype}")
@@ -172,8 +169,7 @@ def maskgit_sample(
         fixed = known[known_mask]
         if fixed.numel() and (fixed.min() < 0 or fixed.max() >= mask_id):
             raise ValueError(
-                f"known codes must lie in [0, {mask_id}) where known_mask, "
-                f"got [{int(fixed.min())}, {int(fixed.max())}]"
+                f"known codes must lie in [0, {mask_id}) where known_mask, got [{int(fixed.min())}, {int(fixed.max())}]"
             )
         codes = torch.where(known_mask, known, codes)
 
@@ -189,14 +185,10 @@ def maskgit_sample(
         raw = logits_fn(torch.cat([grid, grid]) if guided else grid, guided=guided)
         expected = (2 * batch if guided else batch, *shape[1:])
         if raw.ndim != 5 or tuple(raw.shape[:4]) != expected:
-            raise ValueError(
-                f"logits_fn returned {tuple(raw.shape)} for codes {expected} (+ vocabulary axis)"
-            )
+            raise ValueError(f"logits_fn returned {tuple(raw.shape)} for codes {expected} (+ vocabulary axis)")
         vocab = raw.shape[-1]
         if mask_id < vocab:
-            raise ValueError(
-                f"mask_id {mask_id} lies inside the logits vocabulary [0, {vocab}): it could be sampled"
-            )
+            raise ValueError(f"mask_id {mask_id} lies inside the logits vocabulary [0, {vocab}): it could be sampled")
         # Only masked positions are sampled: decided tokens are never revisited (MaskGIT never re-masks).
         raw = rearrange(raw, "b t h w v -> b (t h w) v")
         if guided:

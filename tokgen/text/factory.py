@@ -40,20 +40,15 @@ class TextEncoderConfig:
         if self.kind not in KINDS:
             raise ValueError(f"TextEncoderConfig.kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "hf" and not self.path:
-            raise ValueError(
-                "TextEncoderConfig.path is required when kind='hf' (a local folder or cached hub name)"
-            )
+            raise ValueError("TextEncoderConfig.path is required when kind='hf' (a local folder or cached hub name)")
         if self.kind != "hf" and self.path is not None:
             raise ValueError(
-                f"TextEncoderConfig.path is only read when kind='hf', got path={self.path!r} with "
-                f"kind={self.kind!r}"
+                f"TextEncoderConfig.path is only read when kind='hf', got path={self.path!r} with kind={self.kind!r}"
             )
         if self.max_length < 2:
             raise ValueError(f"TextEncoderConfig.max_length must be >= 2, got {self.max_length}")
         if self.dim < 1 or self.depth < 1:
-            raise ValueError(
-                f"TextEncoderConfig.dim and depth must be >= 1, got dim={self.dim}, depth={self.depth}"
-            )
+            raise ValueError(f"TextEncoderConfig.dim and depth must be >= 1, got dim={self.dim}, depth={self.depth}")
 
 
 def build_text_encoder(config: TextEncoderConfig) -> nn.Module:

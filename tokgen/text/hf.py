@@ -113,9 +113,7 @@ class HFTextEncoder(nn.Module):
         for prompt, ids in zip(prompts, full, strict=True):
             if len(ids) > self.max_length:
                 warn_truncated(prompt, len(ids), self.max_length)
-        tokens = self.tokenizer(
-            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        tokens = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         ids, mask = tokens["input_ids"], tokens["attention_mask"].bool()  # (b, l), (b, l)
         if ids.shape[1] == 0:  # only blank prompts and a tokenizer that adds no special tokens
             ids = ids.new_full((len(prompts), 1), self.tokenizer.pad_token_id)

