@@ -65,6 +65,17 @@ def choose_run_dir(cfg: DictConfig, verb: str) -> Path:
     return path
 
 
+def _quiet_lightning() -> None:
+    """Drop console noise that says nothing about the run (advertising, upstream deprecations)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # We checkpoint the post-step weights on purpose (the tokenizer's manual optimisation).
+    warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+
+
 def run(cfg: DictConfig, verb: str) -> Path:
     """Run one Lightning verb on a composed config; returns the run folder (with its ``config.yaml``)."""
     import lightning as L
@@ -76,6 +87,7 @@ def run(cfg: DictConfig, verb: str) -> Path:
         raise ValueError(
             f"tokgen {verb} needs ckpt_path=PATH (a Lightning checkpoint, e.g. runs/.../checkpoints/last.ckpt)"
         )
+    _quiet_lightning()
     run_dir = choose_run_dir(cfg, verb)
     cfg = cfg.copy()
     cfg.run_dir = str(run_dir)

@@ -13,7 +13,7 @@ import torch
 
 from tokgen.io.checkpoint import load_pretrained, save_pretrained
 from tokgen.io.convert import tensor_to_frames
-from tokgen.sampling.maskgit import maskgit_sample, text_logits_fn
+from tokgen.sampling.maskgit import sample_from_prompts
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
 from tokgen.transformer.config import TransformerConfig
@@ -119,23 +119,21 @@ class Generator:
     ) -> torch.Tensor:
         """Codes ``(b, t, h, w)`` for ``prompts``; ``known``/``known_mask`` fix given codes (continuation)."""
         self.transformer.check_tokenizer(self.tokenizer.config.codebook_size, tuple(codes_shape))
-        with torch.no_grad():
-            text, null = self.text_encoder.encode(list(prompts)), self.text_encoder.encode([""])
-            logits_fn = text_logits_fn(self.transformer, text.emb, text.mask, null.emb, null.mask)
-            g = torch.Generator(device=self.device).manual_seed(seed)
-            return maskgit_sample(
-                logits_fn,
-                shape=(len(prompts), *codes_shape),
-                mask_id=self.transformer.mask_id,
-                generator=g,
-                known=known,
-                known_mask=known_mask,
-                steps=steps,
-                guidance=guidance,
-                temperature=temperature,
-                top_k=top_k,
-                schedule=self.schedule,
-            )
+        return sample_from_prompts(
+            self.transformer,
+            self.text_encoder,
+            list(prompts),
+            tuple(codes_shape),
+            mask_id=self.transformer.mask_id,
+            seed=seed,
+            known=known,
+            known_mask=known_mask,
+            steps=steps,
+            guidance=guidance,
+            temperature=temperature,
+            top_k=top_k,
+            schedule=self.schedule,
+        )
 
     def generate(
         self,

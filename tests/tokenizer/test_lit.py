@@ -22,6 +22,9 @@ TINY = [
 ]
 
 
+TINY_CONFIG = dict(patch_size=4, dim=32, spatial_depth=1, temporal_depth=1, heads=2, dim_head=16, codebook_size=64, codebook_dim=8)
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tok") / "fit"
@@ -96,7 +99,7 @@ def test_fast_dev_run_for_each_tokenizer_experiment(tmp_path: Path) -> None:
                 "model.train.gan_start_step=0",
             ],
         ),
-    ]:
+    ] + ([("tokenizer_small_fashion", [])] if Path("/usr/share/datasets/fashion-mnist").is_dir() else []):
         cfg = compose_config(
             [
                 f"experiment={experiment}",
@@ -107,3 +110,39 @@ def test_fast_dev_run_for_each_tokenizer_experiment(tmp_path: Path) -> None:
             ]
         )
         run(cfg, "fit")
+
+
+def test_perceptual_loss_needs_its_weights_file_and_uses_it(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from tokgen.tokenizer.config import TokenizerTrainConfig
+    from tokgen.tokenizer.perceptual import VGG16, PerceptualLoss
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TokenizerLit(TINY_CONFIG, TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors")))
+    # A VGG16-shaped network with random weights, saved the way real weights would be.
+    state, width, index = {}, 3, 0
+    for v in VGG16:
+        if v == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(v, width, 3, 3) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(v)
+        width, index = v, index + 2
+    save_file(state, str(tmp_path / "vgg.safetensors"))
+    loss = PerceptualLoss(tmp_path / "vgg.safetensors", max_frames=2)
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    assert loss(video, video).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(video, -video).item() > 0
+    lit = TokenizerLit(TINY_CONFIG, TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors")))
+    assert not any(p.requires_grad for p in lit.perceptual.parameters())  # frozen, never optimised
+
+
+def test_ema_weights_and_gan_switch_compose_and_run(tmp_path: Path) -> None:
+    cfg = compose_config([*TINY, "callbacks=ema", "~callbacks.progress", "model.train.gan_weight=0.1",
+                          "model.train.gan_start_step=2", "model.train.disc_kind=both", f"run_dir={tmp_path / 'ema'}"])
+    run_dir = run(cfg, "fit")
+    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    assert any(r.get("train/gan_d") for r in rows)  # the discriminator trained once the GAN switched on
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert any("discriminator" in k for k in ckpt["state_dict"])

@@ -1,5 +1,11 @@
 """tokgen.sampling: MaskGIT iterative decoding with classifier-free guidance."""
 
-from tokgen.sampling.maskgit import LogitsFn, TextConditionedModel, maskgit_sample, text_logits_fn
+from tokgen.sampling.maskgit import (
+    LogitsFn,
+    TextConditionedModel,
+    maskgit_sample,
+    sample_from_prompts,
+    text_logits_fn,
+)
 
-__all__ = ["LogitsFn", "TextConditionedModel", "maskgit_sample", "text_logits_fn"]
+__all__ = ["LogitsFn", "TextConditionedModel", "maskgit_sample", "sample_from_prompts", "text_logits_fn"]

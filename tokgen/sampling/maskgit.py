@@ -214,3 +214,33 @@ def maskgit_sample(
         flat[ranks < keep_masked[:, None]] = mask_id
     assert not (flat == mask_id).any(), "the last step of every schedule leaves nothing masked"
     return flat.view(shape)
+
+
+@torch.no_grad()
+def sample_from_prompts(
+    model: TextConditionedModel,
+    text_encoder,
+    prompts: list[str],
+    codes_shape: tuple[int, int, int],
+    *,
+    mask_id: int,
+    seed: int = 0,
+    **options,
+) -> Tensor:
+    """``maskgit_sample`` for ``prompts``: embeds them and the null prompt ``""`` with ``text_encoder``.
+
+    Args:
+        model: ``model(codes, text, text_mask) -> logits`` (an ``nn.Module``; its device is used).
+        text_encoder: anything with ``encode(list[str]) -> (emb, mask)`` (see ``tokgen.text``).
+        prompts: one prompt per sample.
+        codes_shape: ``(t, h, w)`` of each sample.
+        mask_id: the ``[MASK]`` id.
+        seed: seeds the one ``torch.Generator`` the sampler draws from.
+        **options: ``maskgit_sample``'s keyword options (steps, guidance, temperature, top_k, known, ...).
+    """
+    text, null = text_encoder.encode(list(prompts)), text_encoder.encode([""])
+    logits_fn = text_logits_fn(model, text.emb, text.mask, null.emb, null.mask)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    return maskgit_sample(
+        logits_fn, shape=(len(prompts), *codes_shape), mask_id=mask_id, generator=generator, **options
+    )

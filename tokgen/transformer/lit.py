@@ -229,17 +229,16 @@ class TransformerLit(L.LightningModule):
         known_mask: Tensor | None = None,
     ) -> Tensor:
         """MaskGIT-sample codes ``(b, t, h, w)`` for ``prompts`` with this module's text encoder."""
-        from tokgen.sampling.maskgit import maskgit_sample, text_logits_fn
+        from tokgen.sampling.maskgit import sample_from_prompts
 
         tc = self.train_config
-        text, null = self.text.encode(prompts), self.text.encode([""])
-        logits_fn = text_logits_fn(self.model, text.emb, text.mask, null.emb, null.mask)
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        return maskgit_sample(
-            logits_fn,
-            shape=(len(prompts), *codes_shape),
+        return sample_from_prompts(
+            self.model,
+            self.text,
+            prompts,
+            tuple(codes_shape),
             mask_id=self.transformer_config.mask_id,
-            generator=g,
+            seed=seed,
             steps=steps or tc.sample_steps,
             guidance=tc.sample_guidance if guidance is None else guidance,
             temperature=temperature,
