@@ -15,7 +15,9 @@ NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
 def test_quickstart_notebook_executes(tmp_path: Path) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "prefix codes match" in outputs
     assert (tmp_path / "runs" / "notebook" / "shapes.png").exists()

@@ -22,7 +22,9 @@ TINY = [
 ]
 
 
-TINY_CONFIG = dict(patch_size=4, dim=32, spatial_depth=1, temporal_depth=1, heads=2, dim_head=16, codebook_size=64, codebook_dim=8)
+TINY_CONFIG = dict(
+    patch_size=4, dim=32, spatial_depth=1, temporal_depth=1, heads=2, dim_head=16, codebook_size=64, codebook_dim=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,10 @@ def test_perceptual_loss_needs_its_weights_file_and_uses_it(tmp_path: Path) -> N
     from tokgen.tokenizer.perceptual import VGG16, PerceptualLoss
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        TokenizerLit(TINY_CONFIG, TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors")))
+        TokenizerLit(
+            TINY_CONFIG,
+            TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors")),
+        )
     # A VGG16-shaped network with random weights, saved the way real weights would be.
     state, width, index = {}, 3, 0
     for v in VGG16:
@@ -134,13 +139,24 @@ def test_perceptual_loss_needs_its_weights_file_and_uses_it(tmp_path: Path) -> N
     video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
     assert loss(video, video).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(video, -video).item() > 0
-    lit = TokenizerLit(TINY_CONFIG, TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors")))
+    lit = TokenizerLit(
+        TINY_CONFIG, TokenizerTrainConfig(perceptual_weight=0.1, perceptual_weights=str(tmp_path / "vgg.safetensors"))
+    )
     assert not any(p.requires_grad for p in lit.perceptual.parameters())  # frozen, never optimised
 
 
 def test_ema_weights_and_gan_switch_compose_and_run(tmp_path: Path) -> None:
-    cfg = compose_config([*TINY, "callbacks=ema", "~callbacks.progress", "model.train.gan_weight=0.1",
-                          "model.train.gan_start_step=2", "model.train.disc_kind=both", f"run_dir={tmp_path / 'ema'}"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "callbacks=ema",
+            "trainer.log_every_n_steps=1",
+            "model.train.gan_weight=0.1",
+            "model.train.gan_start_step=2",
+            "model.train.disc_kind=both",
+            f"run_dir={tmp_path / 'ema'}",
+        ]
+    )
     run_dir = run(cfg, "fit")
     rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
     assert any(r.get("train/gan_d") for r in rows)  # the discriminator trained once the GAN switched on
