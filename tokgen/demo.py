@@ -1,6 +1,6 @@
 """The demo behind ``tokgen demo``: train (or reuse) the small tokenizer on Shapes, show what it does.
 
-The generator and story mode are not built yet; this demo runs what exists (the tokenizer) and
+The demo does not yet train the generator or run story mode; it runs the tokenizer and
 says so. Its outputs live in one folder (``runs/demo`` by default); a second run reuses the
 exported tokenizer there instead of training again.
 """
@@ -74,6 +74,6 @@ def run_demo(out: Path, *, minutes: float, clips: int, compose: Callable, fit: C
         f"(codebook {tokenizer.config.codebook_size})\n"
         f"held-out reconstruction: PSNR {scores[0].mean():.2f} dB, SSIM {scores[1].mean():.3f}\n"
         f"outputs:\n  {mp4}  (input | reconstruction)\n  {png}  (contact sheet)\n"
-        "The text-to-video generator and story mode are not built yet: this demo shows the tokenizer."
+        "This demo does not yet train the text-to-video generator or run story mode: it shows the tokenizer."
     )
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tokgen.cli import compose_config, main, run
 from tokgen.data.shapes import ShapesDataset
@@ -22,9 +23,7 @@ TINY = [
 ]
 
 
-TINY_CONFIG = dict(
-    patch_size=4, dim=32, spatial_depth=1, temporal_depth=1, heads=2, dim_head=16, codebook_size=64, codebook_dim=8
-)
+TINY_CONFIG = OmegaConf.to_container(compose_config(["tokenizer=tiny"]).tokenizer)  # the tiny preset
 
 
 @pytest.fixture(scope="module")

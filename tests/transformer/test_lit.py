@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tokgen.cli import compose_config, main, run, tokenize
 from tokgen.data.token_shards import TokenShardDataset
@@ -17,16 +18,7 @@ from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
 from tokgen.transformer.lit import TransformerLit
 
-TINY_TOKENIZER = dict(
-    patch_size=4,
-    dim=32,
-    spatial_depth=1,
-    temporal_depth=1,
-    heads=2,
-    dim_head=16,
-    codebook_size=64,
-    codebook_dim=8,
-)
+TINY_TOKENIZER = OmegaConf.to_container(compose_config(["tokenizer=tiny"]).tokenizer)  # the tiny preset
 
 
 def _tokenize_args(tokenizer_dir: Path, shard_dir: Path) -> list[str]:
