@@ -14,7 +14,7 @@ _EXPORTS = {
     "VideoTokenizer": "tokgen.tokenizer.model",
     "TokenizerConfig": "tokgen.tokenizer.config",
     "read_video": "tokgen.io.video",
-    "write_video": "tokgen.io.video",
+    "write_video": "tokgen.io.video_write",
     "iter_frames": "tokgen.io.video",
     "probe_video": "tokgen.io.video",
     "frames_to_tensor": "tokgen.io.convert",

@@ -18,7 +18,7 @@ from tokgen.data.shapes import ShapesDataset
 from tokgen.export import export_checkpoint
 from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.convert import tensor_to_frames
-from tokgen.io.video import write_video
+from tokgen.io.video_write import write_video
 from tokgen.metrics.image import psnr, ssim
 from tokgen.tokenizer.model import VideoTokenizer
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tokgen.data.image_folder import ImageFolderDataset
 from tokgen.data.video_folder import VideoFolderDataset
-from tokgen.io.video import write_video
+from tokgen.io.video_write import write_video
 
 
 def index_frames(t: int, h: int = 24, w: int = 32, step: int = 5) -> np.ndarray:

@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tokgen.io.video import (
-    VideoReadError,
-    iter_frames,
-    probe_video,
-    read_video,
-    write_video,
-)
+from tokgen.io.video import VideoReadError, iter_frames, probe_video, read_video
+from tokgen.io.video_write import write_video
 
 
 def index_frames(t: int, h: int = 32, w: int = 32, step: int = 5) -> np.ndarray:

@@ -12,7 +12,8 @@ from typing import Any
 from rich.progress import track
 
 from tokgen.data.shapes import ShapesDataset
-from tokgen.io.video import atomic_output, write_video
+from tokgen.io.atomic import atomic_output
+from tokgen.io.video_write import write_video
 
 
 def write_shapes_folder(

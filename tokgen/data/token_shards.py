@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from tokgen.io.video import atomic_output
+from tokgen.io.atomic import atomic_output
 
 INDEX = "index.json"
 NULL_TEXT = "null_text.safetensors"

@@ -17,7 +17,7 @@ import numpy as np
 from einops import repeat
 from PIL import Image, ImageDraw, ImageFont
 
-from tokgen.io.video import atomic_output
+from tokgen.io.atomic import atomic_output
 
 _BACKGROUND = (16, 16, 16)
 _TEXT = (235, 235, 235)

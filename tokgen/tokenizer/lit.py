@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.convert import tensor_to_frames
-from tokgen.io.video import write_video
+from tokgen.io.video_write import write_video
 from tokgen.metrics.codebook import code_histogram, codebook_perplexity, codebook_usage
 from tokgen.metrics.image import psnr, ssim
 from tokgen.tokenizer.config import TokenizerConfig, TokenizerTrainConfig

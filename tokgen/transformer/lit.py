@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tokgen.io.contact_sheet import contact_sheet, save_png
-from tokgen.io.video import write_video
+from tokgen.io.video_write import write_video
 from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
