@@ -14,7 +14,6 @@ shard file appears atomically, and a restarted run skips the shards already on d
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,8 +198,3 @@ class TokenShardDataset(Dataset):
             "text_mask": mask,
             "caption": captions[j],
         }
-
-
-def shard_folder_size(root: str | Path) -> int:
-    """Bytes on disk of a shard folder (for reports)."""
-    return sum(os.path.getsize(p) for p in Path(root).iterdir() if p.is_file())
