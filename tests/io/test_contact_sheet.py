@@ -73,3 +73,18 @@ def test_save_png_round_trip_and_no_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         save_png(tmp_path / "gray.png", sheet[..., 0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.png"]
+
+
+def test_atomic_output_gets_the_mode_of_a_new_file(tmp_path: Path) -> None:
+    # The temporary file comes from mkstemp (mode 0600); the finished output must not keep that mode.
+    import os
+
+    from tokgen.io.atomic import atomic_output
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644

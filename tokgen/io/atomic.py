@@ -30,6 +30,11 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp creates 0600 files; give the output the mode any new file gets (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp.exists():
+            tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
