@@ -5,11 +5,18 @@ Reference workload: 17-frame 64x64 RGB clips (9 x 8 x 8 = 576 codes each), the `
 no GAN or perceptual loss.
 
     .venv/bin/python tools/bench_tokenizer.py --out bench.json
-    python tools/bench_tokenizer.py --device cuda --dtype bf16 --out bench_gpu.json
+    python tools/bench_tokenizer.py --compile --out tools/results/bench_tokenizer_gpu.json   # on a GPU
+
+With CUDA present the defaults switch to the GPU workload: the ``base`` preset on 17-frame 128x128
+clips (9 x 16 x 16 codes), batch 8, bf16 autocast, an 8192^3 baseline matmul; ``--device cpu`` or any
+explicit option overrides them.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on the real model (matmuls and
-attention; elementwise work counts zero). Utilization = achieved FLOP/s divided by the FLOP/s of a
-large matmul (2048^3, fp32, or bf16 with ``--dtype bf16``) timed in the same process.
+attention; elementwise work counts zero), without gradient checkpointing's recomputation (model
+FLOPs). Utilization = achieved FLOP/s divided by the FLOP/s of a large matmul (2048^3 on CPU,
+8192^3 on GPU, in the run's precision) timed in the same process. On a GPU whose datasheet peak is
+known (or given with ``--peak-tflops``) the training step also reports MFU: achieved model FLOP/s over
+that dense peak, the figure papers quote.
 """
 
 from __future__ import annotations
@@ -31,9 +38,24 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokgen.tokenizer.config import TokenizerConfig
-from tokgen.tokenizer.model import VideoTokenizer
+from tokgen.tokenizer.model import Transformer, VideoTokenizer
 
 PRESETS = Path(__file__).resolve().parents[1] / "conf" / "tokenizer"
+# Dense (no sparsity) datasheet peaks in TFLOP/s, by a substring of torch.cuda.get_device_name.
+DATASHEET_TFLOPS = {
+    "H200": {"bf16": 989.4, "fp32": 66.9},
+    "H100 PCIe": {"bf16": 756.0, "fp32": 51.2},
+    "H100": {"bf16": 989.4, "fp32": 66.9},  # SXM
+    "A100": {"bf16": 312.0, "fp32": 19.5},
+}
+
+
+def datasheet_peak(device_name: str, dtype: str) -> float | None:
+    """The datasheet's dense FLOP/s for this GPU and precision, or None for a device not in the table."""
+    for name, peaks in DATASHEET_TFLOPS.items():  # ordered: "H100 PCIe" is tried before "H100"
+        if name in device_name:
+            return peaks[dtype] * 1e12
+    return None
 
 
 def load_preset(name: str) -> TokenizerConfig:
@@ -74,9 +96,9 @@ def run_times(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Call
     return times
 
 
-def matmul_seconds(device: torch.device, dtype: torch.dtype, **timing: object) -> float:
-    """Median seconds of one 2048 x 2048 @ 2048 x 2048 matmul."""
-    a, b = (torch.randn(2048, 2048, device=device, dtype=dtype) for _ in range(2))
+def matmul_seconds(device: torch.device, dtype: torch.dtype, size: int = 2048, **timing: object) -> float:
+    """Median seconds of one ``size x size @ size x size`` matmul."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     return statistics.median(run_times(lambda: a @ b, **timing))
 
 
@@ -104,21 +126,34 @@ def figures(times: list[float], flops: int, peak: float, *, items: int) -> dict[
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = bf16 autocast")
-    parser.add_argument("--preset", default="reference", help="a conf/tokenizer/*.yaml preset name")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="bf16 = bf16 autocast (GPU default)")
+    parser.add_argument("--preset", default=None, help="a conf/tokenizer/*.yaml preset (CPU: reference, GPU: base)")
     parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=2, help="batch of the training step")
+    parser.add_argument("--size", type=int, default=None, help="frame size (CPU: 64, GPU: 128)")
+    parser.add_argument("--batch", type=int, default=None, help="batch of the training step (CPU: 2, GPU: 8)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--matmul-size", type=int, default=None, help="baseline matmul (CPU: 2048, GPU: 8192)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.checkpointing)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
+    for name, cpu_default, gpu_default in (
+        ("dtype", "fp32", "bf16"),
+        ("preset", "reference", "base"),
+        ("size", 64, 128),
+        ("batch", 2, 8),
+        ("matmul_size", 2048, 8192),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, gpu_default if cuda else cpu_default)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     autocast = (
@@ -132,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     # The large-matmul baseline, in the same process and precision as the model runs in; timed again
     # at the end, and the faster of the two taken (the conservative choice on a shared machine).
     load_before = os.getloadavg()
-    matmul_s = [matmul_seconds(device, dtype, **timing)]
-    peak = 2 * 2048**3 / matmul_s[0]
+    matmul_s = [matmul_seconds(device, dtype, args.matmul_size, **timing)]
+    peak = 2 * args.matmul_size**3 / matmul_s[0]
 
     config = load_preset(args.preset)
     model = VideoTokenizer(config).to(device)
@@ -175,20 +210,45 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    train_flops, quantizer_flops = count_flops(step)
+    train_flops, quantizer_flops = count_flops(step)  # model FLOPs: before checkpointing's recomputation
+    for module in model.modules():
+        if isinstance(module, Transformer):
+            module.checkpointing = args.checkpointing
+    if args.compile:
+        model.compile()  # compiled on its first call, inside the untimed warmup
     result["train_step"] = figures(run_times(step, **timing), train_flops, peak, items=1)
     # The library's VQ training path multiplies dense one-hot matrices (distances, code lookup, EMA
     # sums); those FLOPs are real work done but would be a gather or a scatter in a leaner design.
-    result["train_step"].update(batch=args.batch, quantizer_flops=quantizer_flops)
+    t, h, w = model.codes_shape(args.frames, args.size, args.size)
+    train_seconds = result["train_step"]["seconds"]
+    result["train_step"].update(
+        batch=args.batch,
+        quantizer_flops=quantizer_flops,
+        samples_per_s=args.batch / train_seconds,
+        tokens_per_s=args.batch * t * h * w / train_seconds,  # tokens = codes (latent patches) per clip
+        compile=args.compile,
+        checkpointing=args.checkpointing,
+    )
+    datasheet = (
+        args.peak_tflops * 1e12
+        if args.peak_tflops
+        else (datasheet_peak(torch.cuda.get_device_name(device), args.dtype) if cuda else None)
+    )
+    if datasheet:
+        result["train_step"].update(
+            mfu=train_flops / train_seconds / datasheet,
+            # the stricter figure: the quantizer's one-hot matmuls (see above) left out of the useful work
+            mfu_without_quantizer=(train_flops - quantizer_flops) / train_seconds / datasheet,
+            datasheet_flops_per_s=datasheet,
+        )
 
-    matmul_s.append(matmul_seconds(device, dtype, **timing))
+    matmul_s.append(matmul_seconds(device, dtype, args.matmul_size, **timing))
     if min(matmul_s) < matmul_s[0]:  # the machine was busier at the start: rescale to the faster one
         scale = matmul_s[0] / min(matmul_s)
         for row in [*result["inference"].values(), result["train_step"]]:
             row["utilization"] /= scale
         peak *= scale
 
-    t, h, w = model.codes_shape(args.frames, args.size, args.size)
     result.update(
         workload={
             "preset": args.preset,
@@ -203,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         cpu=cpu_name(),
         threads=torch.get_num_threads(),
         parameters=params,
-        matmul_2048={"seconds_start_end": matmul_s, "flops_per_s": peak, "dtype": args.dtype},
+        matmul={"size": args.matmul_size, "seconds_start_end": matmul_s, "flops_per_s": peak, "dtype": args.dtype},
         load_average={
             "before": load_before,
             "after": os.getloadavg(),
@@ -220,9 +280,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(
         f"{args.preset} tokenizer, {params / 1e6:.2f} M parameters, {t}x{h}x{w} codes per clip, "
-        f"{torch.get_num_threads()} threads, {args.device} {args.dtype}"
+        f"{torch.get_num_threads()} threads, {device} {args.dtype}"
     )
-    print(f"matmul 2048^3: {peak / 1e9:.1f} GFLOP/s")
+    print(f"matmul {args.matmul_size}^3: {peak / 1e9:.1f} GFLOP/s")
     print(f"{'':16}{'seconds':>10}{'GFLOP':>10}{'GFLOP/s':>10}{'util':>8}")
     rows = {**{f"{k} /clip": v for k, v in result["inference"].items()}, "train_step": result["train_step"]}
     for name, row in rows.items():
@@ -230,6 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"{name:16}{row['seconds']:10.4f}{row['flops'] / 1e9:10.2f}"
             f"{row['flops_per_s'] / 1e9:10.1f}{row['utilization']:8.0%}"
         )
+    row = result["train_step"]
+    mfu = f", MFU {row['mfu']:.0%} of the datasheet peak" if "mfu" in row else ""
+    print(f"training: {row['samples_per_s']:.2f} clips/s, {row['tokens_per_s']:.0f} tokens/s{mfu}")
     print(f"peak RSS {result['peak_rss_mb']['after_train']:.0f} MiB")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

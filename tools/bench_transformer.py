@@ -5,7 +5,13 @@ defaults (dim 512, depth 6, 8 heads of 64, ff_mult 4), a 16-token prompt of rand
 12 MaskGIT steps with guidance 3 (cond + null in one doubled batch per step) and without guidance.
 
     .venv/bin/python tools/bench_transformer.py --out bench_transformer.json
-    python tools/bench_transformer.py --device cuda --dtype bf16 --out bench_transformer_gpu.json
+    python tools/bench_transformer.py --compile --out tools/results/bench_transformer_gpu.json   # on a GPU
+
+A training step is timed too (masked cross-entropy on half the codes, backward, fused AdamW): clips/s,
+tokens/s, utilization and, on a GPU with a known datasheet peak (or ``--peak-tflops``), MFU = model
+FLOP/s / dense peak. With CUDA present the defaults switch to the GPU workload: the ``base`` transformer
+(the TransformerConfig defaults) on the base tokenizer's 128x128 grid (9 x 16 x 16 = 2304 codes), training
+batch 16, bf16 autocast only, an 8192^3 baseline matmul; explicit options override them.
 
 Each ``--dtype`` (default: fp32 and bf16 autocast) is timed in the same process. FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on the real model; attention runs on SDPA's math backend
@@ -64,6 +70,65 @@ def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable
     return statistics.median(times), min(times)
 
 
+DATASHEET_TFLOPS = {  # dense bf16 / fp32 peaks by a substring of the device name (as in bench_tokenizer.py)
+    "H200": {"bf16": 989.4, "fp32": 66.9},
+    "H100 PCIe": {"bf16": 756.0, "fp32": 51.2},
+    "H100": {"bf16": 989.4, "fp32": 66.9},
+    "A100": {"bf16": 312.0, "fp32": 19.5},
+}
+
+
+def datasheet_peak(device_name: str, dtype: str) -> float | None:
+    return next((p[dtype] * 1e12 for name, p in DATASHEET_TFLOPS.items() if name in device_name), None)
+
+
+def train_step_figures(
+    config: TransformerConfig, grid: tuple[int, int, int], text: torch.Tensor, text_mask: torch.Tensor, *,
+    batch: int, autocast: Callable, peak: float, datasheet: float | None, compile: bool, checkpointing: bool,
+    timing: dict,
+) -> dict:  # fmt: skip
+    """Seconds, clips/s, tokens/s, utilization (and MFU) of one training step of a fresh model."""
+    device = text.device
+    model = MaskedTransformer(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    gen = torch.Generator(device).manual_seed(2)
+    codes = torch.randint(0, config.codebook_size, (batch, *grid), device=device, generator=gen)
+    mask = torch.rand(codes.shape, device=device, generator=gen) < 0.5  # the schedule's mean ratio, about
+    inputs = codes.masked_fill(mask, config.mask_id)
+    emb, emb_mask = text.expand(batch, -1, -1), text_mask.expand(batch, -1)
+
+    def step() -> None:
+        with autocast():
+            logits = model(inputs, emb, emb_mask)
+        torch.nn.functional.cross_entropy(logits[mask].float(), codes[mask]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    flops = count_flops(step)  # model FLOPs: before checkpointing's recomputation
+    if checkpointing:
+        model.enable_checkpointing()
+    if compile:
+        model.compile()  # compiled on its first call, inside the untimed warmup
+    seconds, fastest = timed(step, **timing)
+    row = {
+        "batch": batch,
+        "seconds": seconds,
+        "seconds_min": fastest,
+        "flops": flops,
+        "flops_per_s": flops / seconds,
+        "utilization": flops / seconds / peak,
+        "samples_per_s": batch / seconds,
+        "tokens_per_s": batch * grid[0] * grid[1] * grid[2] / seconds,
+        "compile": compile,
+        "checkpointing": checkpointing,
+    }
+    if datasheet:
+        row.update(
+            mfu=flops / seconds / datasheet, mfu_min=flops / fastest / datasheet, datasheet_flops_per_s=datasheet
+        )
+    return row
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     # The math backend decomposes attention into counted matmuls.
     with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
@@ -74,15 +139,22 @@ def count_flops(fn: Callable[[], object]) -> int:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument(
         "--dtype",
         nargs="+",
         choices=["fp32", "bf16"],
-        default=["fp32", "bf16"],
-        help="precisions to time; bf16 = bf16 autocast",
+        default=None,
+        help="precisions to time; bf16 = bf16 autocast (CPU: fp32 bf16, GPU: bf16)",
     )
-    parser.add_argument("--grid", type=int, nargs=3, default=[9, 8, 8], metavar=("T", "H", "W"))
+    parser.add_argument(
+        "--grid", type=int, nargs=3, default=None, metavar=("T", "H", "W"), help="CPU 9 8 8, GPU 9 16 16"
+    )
+    parser.add_argument("--train-batch", type=int, default=None, help="clips per training step (CPU: 2, GPU: 16)")
+    parser.add_argument("--matmul-size", type=int, default=None, help="baseline matmul (CPU: 2048, GPU: 8192)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the trained model (train.compile)")
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.checkpointing)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--text-len", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=3.0)
@@ -93,8 +165,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
+    for name, cpu_default, gpu_default in (
+        ("dtype", ["fp32", "bf16"], ["bf16"]),
+        ("grid", [9, 8, 8], [9, 16, 16]),
+        ("train_batch", 2, 16),
+        ("matmul_size", 2048, 8192),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, gpu_default if cuda else cpu_default)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     timing = dict(repeats=args.repeats, warmup=args.warmup, sync=sync)
     torch.manual_seed(0)
@@ -125,9 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
         # The large-matmul baseline, in the same process and precision as the model runs in.
-        a, b = (torch.randn(2048, 2048, device=device, dtype=dtype) for _ in range(2))
+        n = args.matmul_size
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
         matmul_s, matmul_min = timed(lambda a=a, b=b: a @ b, repeats=10, warmup=3, sync=sync)
-        peak, best_peak = 2 * 2048**3 / matmul_s, 2 * 2048**3 / matmul_min
+        peak, best_peak = 2 * n**3 / matmul_s, 2 * n**3 / matmul_min
         del a, b
 
         def run(fn: Callable[[], object], autocast: Callable = autocast) -> Callable[[], object]:
@@ -149,7 +230,14 @@ def main(argv: list[str] | None = None) -> dict:
                 )
             )
 
-        row: dict = {"matmul_2048": {"seconds": matmul_s, "seconds_min": matmul_min, "flops_per_s": peak}}
+        row: dict = {"matmul": {"size": n, "seconds": matmul_s, "seconds_min": matmul_min, "flops_per_s": peak}}
+        row["train_step"] = train_step_figures(
+            config, grid, text, text_mask, batch=args.train_batch, autocast=autocast, peak=peak,
+            datasheet=args.peak_tflops * 1e12 if args.peak_tflops else (
+                datasheet_peak(torch.cuda.get_device_name(device), dtype_name) if cuda else None
+            ),
+            compile=args.compile, checkpointing=args.checkpointing, timing=timing,
+        )  # fmt: skip
         forwards = {
             "forward_batch1": run(lambda: logits_fn(masked, guided=False)),
             "forward_batch2": run(lambda: logits_fn(torch.cat([masked, masked]), guided=True)),
@@ -227,9 +315,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"{'':8}{'':20}{'median s':>10}{'min s':>10}{'GFLOP':>10}{'GFLOP/s':>10}{'util':>7}{'peer s':>8}")
     for dtype_name, row in result["runs"].items():
-        mm = row["matmul_2048"]
+        mm = row["matmul"]
+        label = f"matmul {mm['size']}^3"
         print(
-            f"{dtype_name:8}{'matmul 2048^3':20}{mm['seconds']:10.4f}{mm['seconds_min']:10.4f}{'':10}"
+            f"{dtype_name:8}{label:20}{mm['seconds']:10.4f}{mm['seconds_min']:10.4f}{'':10}"
             f"{mm['flops_per_s'] / 1e9:10.1f}"
         )
         for name in ("forward_batch1", "forward_batch2", "forward_one_token"):
@@ -245,6 +334,13 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['flops_per_clip'] / 1e9:10.1f}{r['flops_per_s'] / 1e9:10.1f}{r['utilization']:7.0%}"
                 f"{r['peer_seconds']:8.1f}"
             )
+        r = row["train_step"]
+        mfu = f", MFU {r['mfu']:.0%} of the datasheet peak" if "mfu" in r else ""
+        print(
+            f"{'':8}{'train_step':20}{r['seconds']:10.4f}{r['seconds_min']:10.4f}{r['flops'] / 1e9:10.2f}"
+            f"{r['flops_per_s'] / 1e9:10.1f}{r['utilization']:7.0%}   {r['samples_per_s']:.1f} clips/s, "
+            f"{r['tokens_per_s']:.0f} tokens/s{mfu}"
+        )
         r = row["token_by_token"]
         print(
             f"{'':8}token-by-token: {r['forward_passes']} passes vs {r['maskgit_forward_passes']} "

@@ -27,6 +27,10 @@ fi
 
 if [ "$extras" = "dev" ]; then
   "${pip[@]}" -e ".[dev]"
+  # Streaming shards (litdata) for the tests. Its metadata asks for torchvision, which would replace
+  # the CPU torch with a CUDA build and does not import beside it; litdata's readers do not need it.
+  "${pip[@]}" --no-deps "litdata==0.2.76"
+  "${pip[@]}" boto3 obstore requests tifffile "urllib3>=1.26" lightning-utilities filelock
 else
   "${pip[@]}" -e .
 fi

@@ -127,6 +127,10 @@ class TokenizerTrainConfig:
     perceptual_weights: str | None = None
     usage_warn_below: float = 0.05  # warn when validation codebook usage falls below this fraction
     num_previews: int = 4
+    # Execution switches (GPU scale; they change neither weights, outputs nor checkpoint keys): recompute
+    # block activations in backward (memory for ~1/3 more compute); torch.compile the model at fit start.
+    checkpointing: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)

@@ -62,6 +62,16 @@ class TokenizerLit(L.LightningModule):
         self.automatic_optimization = False
         self._val_counts: torch.Tensor | None = None
 
+    def configure_model(self) -> None:
+        # Execution switches, applied in place so parameter names (and checkpoints) stay as they are.
+        from tokgen.tokenizer.model import Transformer
+
+        for module in self.model.modules():
+            if isinstance(module, Transformer):
+                module.checkpointing = self.train_config.checkpointing
+        if self.train_config.compile:
+            self.model.compile()
+
     # ----------------------------------------------------------------------------------- training
     def _recon_loss(self, recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(recon, video) if self.train_config.recon_loss == "l1" else F.mse_loss(recon, video)

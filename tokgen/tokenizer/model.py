@@ -155,9 +155,15 @@ class Transformer(nn.ModuleList):
         width = dict(dim=dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult)
         super().__init__(Block(temporal=temporal, **width) for _ in range(depth))
 
+    checkpointing = False  # set by training (train.checkpointing): recompute blocks in backward
+
     def forward(self, x: Tensor, *, rope: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         for block in self:
-            x = block(x, rope=rope, mask=mask)
+            if self.checkpointing and torch.is_grad_enabled():
+                # Keep only each block's input; its activations are recomputed in backward (same values).
+                x = torch.utils.checkpoint.checkpoint(block, x, rope=rope, mask=mask, use_reentrant=False)
+            else:
+                x = block(x, rope=rope, mask=mask)
         return x
 
 

@@ -93,20 +93,38 @@ class TransformerTrainConfig:
     mask_schedule: str = "cosine"  # shared with sampling (tokgen.transformer.masking)
     # Classifier-free guidance is trained, not assumed: this fraction of clips sees the null prompt.
     text_dropout: float = 0.1
-    # Continuation (story mode, image-to-video): this fraction of clips gets its first k latent
-    # frames unmasked, k uniform in [1, t - 1], so the model learns to extend given frames.
+    # Known-token patterns (story mode, init= videos, image-to-video, interpolation): this fraction of
+    # clips gets given (unmasked) latent frames, so the model learns to fill in around given codes.
+    # By default a prefix of k frames, k uniform in [1, t - 1] (continuation); of those clips,
+    # first_frame_share get only the first latent frame (image-to-video) and interpolation_share a
+    # prefix and a suffix with frames to fill between (interpolation). See masking.given_frames.
     continuation_prob: float = 0.25
+    first_frame_share: float = 0.2
+    interpolation_share: float = 0.2
     # Validation: masked-token accuracy at this ratio, and this many sampled clips (needs a tokenizer).
     val_mask_ratio: float = 0.5
     num_samples: int = 4
     sample_steps: int = 12
     sample_guidance: float = 3.0
+    # Execution switches (GPU scale; neither changes the weights, outputs or checkpoint keys): recompute
+    # each block's activations in the backward pass instead of storing them (memory for ~1/3 more
+    # compute), and torch.compile the model when training starts.
+    checkpointing: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
         for name in ("text_dropout", "continuation_prob", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("first_frame_share", "interpolation_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.first_frame_share + self.interpolation_share > 1.0:
+            raise ValueError(
+                "train.first_frame_share + train.interpolation_share must be <= 1 (shares of the "
+                f"continuation_prob clips), got {self.first_frame_share} + {self.interpolation_share}"
+            )
         if not 0.0 < self.val_mask_ratio <= 1.0:
             raise ValueError(f"train.val_mask_ratio must be in (0, 1], got {self.val_mask_ratio}")
         if self.lr <= 0:

@@ -64,6 +64,22 @@ class MaskedTransformer(nn.Module):
             nn.init.normal_(table, std=0.02)
         nn.init.zeros_(self.head_bias)
 
+    def enable_checkpointing(self) -> None:
+        """Recompute every attention and feed-forward block in the backward pass (gradient checkpointing).
+
+        Activation memory drops from all blocks' to about one block's for ~1/3 more compute; values and
+        gradients are unchanged. x-transformers has no switch for it, so each block is wrapped in torch's
+        checkpoint wrapper, whose state-dict hooks keep the parameter names as they were. Idempotent.
+        """
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+            CheckpointWrapper,
+            apply_activation_checkpointing,
+        )
+        from x_transformers.x_transformers import Attention, FeedForward
+
+        if not any(isinstance(m, CheckpointWrapper) for m in self.encoder.modules()):
+            apply_activation_checkpointing(self.encoder, check_fn=lambda m: isinstance(m, (Attention, FeedForward)))
+
     @property
     def mask_id(self) -> int:
         """Id of the ``[MASK]`` token (``codebook_size``)."""
