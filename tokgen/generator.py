@@ -6,18 +6,69 @@ A generator folder holds ``tokenizer/`` and ``transformer/`` exports (each ``con
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tokgen.io.checkpoint import load_pretrained, save_pretrained
-from tokgen.io.convert import tensor_to_frames
-from tokgen.sampling.maskgit import sample_from_prompts
+from tokgen.io.convert import frames_to_tensor, tensor_to_frames
+from tokgen.io.story import StorySegment, write_story
+from tokgen.io.video import read_video
+from tokgen.sampling.maskgit import sample_from_prompts, text_logits_fn
+from tokgen.sampling.prompts import PromptSpec
+from tokgen.sampling.story import Segment, Window, plan_windows, story_sample
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
 from tokgen.transformer.config import TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
+
+
+@dataclass(frozen=True)
+class Story:
+    """What ``Generator.story`` returns.
+
+    Attributes:
+        frames: uint8 ``(T, H, W, 3)``, the given ``init`` frames (decoded from their codes) first.
+        codes: ``(1, t, h, w)`` long, the story's codes (``T = 1 + (t - 1) * temporal_patch``).
+        segments: one per prompt, in order, covering ``[init_frames, T)``.
+        windows: the sampler calls, in latent frames (``tokgen.sampling.story.Window``).
+        seams: the first pixel frame of each window that continued carried codes (where windows meet).
+        init_frames: pixel frames given by ``init`` (0 without).
+        settings: the sampling settings, for the sidecar.
+    """
+
+    frames: np.ndarray
+    codes: torch.Tensor
+    segments: tuple[StorySegment, ...]
+    windows: tuple[Window, ...]
+    seams: tuple[int, ...] = ()
+    init_frames: int = 0
+    settings: dict = field(default_factory=dict)
+
+    def write(self, out: str | Path, *, fps: float = 8.0, overwrite: bool = False) -> dict[str, Path]:
+        """Write ``out`` (the video) with a ``.png`` contact sheet and a ``.json`` sidecar beside it."""
+        windows = [{"segment": w.segment, "latent": [w.start, w.stop], "context": w.context} for w in self.windows]
+        extra = {"settings": self.settings, "windows": windows, "seams": list(self.seams)}
+        return write_story(
+            out, self.frames, self.segments, init_frames=self.init_frames, fps=fps, extra=extra, overwrite=overwrite
+        )
+
+
+@contextlib.contextmanager
+def _window_progress(show: bool, total: int) -> Iterator[Callable[[Window], None] | None]:
+    """A rich progress bar over story windows (or nothing), advanced by the callback it yields."""
+    if not show:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task = bar.add_task("story windows", total=total)
+        yield lambda _window: bar.advance(task)
 
 
 class Generator:
@@ -176,3 +227,171 @@ class Generator:
             with torch.no_grad():
                 clips.append(tensor_to_frames(self.tokenizer.decode(codes))[0])
         return clips[0] if single else clips
+
+    # ----------------------------------------------------------------------- known-token patterns
+    def _encode(self, frames: np.ndarray | str | Path, what: str) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)``, one ``(H, W, 3)`` frame, or a video/image file -> codes ``(1, t, h, w)``."""
+        p = self.tokenizer.config.patch_size
+        size = (self.codes_shape[1] * p, self.codes_shape[2] * p)
+        if isinstance(frames, (str, Path)):
+            what, frames = str(frames), read_video(frames, size=size)  # resized to this generator's frames
+        frames = np.asarray(frames)
+        video = frames_to_tensor(frames[None] if frames.ndim == 3 else frames).to(self.device)  # (1, 3, T, H, W)
+        if tuple(video.shape[-2:]) != size:
+            raise ValueError(f"{what} frames are {tuple(video.shape[-2:])} pixels; this generator makes {size}")
+        try:
+            return self.tokenizer.encode(video, chunk_frames=self.codes_shape[0])
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+
+    def _decode(self, codes: torch.Tensor, chunk_frames: int | None) -> np.ndarray:
+        # Causal tokenizer, decoded a few latent frames at a time: activations do not grow with length.
+        with torch.no_grad():
+            return tensor_to_frames(self.tokenizer.decode(codes, chunk_frames=chunk_frames or self.codes_shape[0]))[0]
+
+    def story(
+        self,
+        prompts: Sequence[str | PromptSpec],
+        *,
+        frames_per_prompt: int | None = None,
+        context: int | None = None,
+        window: int | None = None,
+        steps: int = 12,
+        guidance: float = 3.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int = 0,
+        init: np.ndarray | str | Path | None = None,
+        fps: float = 8.0,
+        chunk_frames: int | None = None,
+        progress: bool = False,
+    ) -> Story:
+        """A video that follows ``prompts`` in turn, sampled window by window with carried codes.
+
+        The story has ``1 + sum(frames)`` frames (the lone first frame, then each prompt's frames), or
+        ``len(init) + sum(frames)`` when it continues ``init``.
+
+        Args:
+            prompts: strings or ``PromptSpec``s (per-prompt frames/seconds, guidance, temperature, seed).
+            frames_per_prompt: pixel frames per prompt, a multiple of ``temporal_patch``; default: the
+                trained clip length minus its first frame (16 for 17-frame clips).
+            context: latent frames carried into each window as known codes; default ``window // 2``.
+            window: latent frames per sampler call; default the trained length (``codes_shape[0]``).
+            steps, guidance, temperature, top_k: MaskGIT settings (a prompt's own override these).
+            seed: prompt ``i`` samples with ``seed + i`` unless it has its own.
+            init: uint8 frames ``(T, H, W, 3)`` to continue (``T = 1 + k * temporal_patch``), one
+                ``(H, W, 3)`` frame (image-to-video), or a video/image file (resized to fit); their
+                codes are kept as they are.
+            fps: converts a prompt's ``seconds`` to frames.
+            chunk_frames: latent frames decoded at a time (default ``window``).
+            progress: show a progress bar over the windows.
+        """
+        specs = [p if isinstance(p, PromptSpec) else PromptSpec(p) for p in prompts]
+        if not specs:
+            raise ValueError("story needs at least one prompt")
+        config = self.tokenizer.config
+        window = window or self.codes_shape[0]
+        context = context or max(1, window // 2)
+        default = frames_per_prompt or config.num_frames(self.codes_shape[0]) - 1
+        init_codes = None if init is None else self._encode(init, "init")
+        t0 = 0 if init_codes is None else init_codes.shape[1]
+        pt, segments = config.temporal_patch, []
+        for i, spec in enumerate(specs):
+            latent = spec.num_frames(default, fps=fps, multiple=pt) // pt + (1 if i == 0 and t0 == 0 else 0)
+            gs = guidance if spec.guidance is None else spec.guidance  # + 1: the story's lone first frame
+            temp = temperature if spec.temperature is None else spec.temperature
+            segments.append(
+                Segment(latent, guidance=gs, temperature=temp, seed=seed + i if spec.seed is None else spec.seed)
+            )
+        planned = plan_windows([s.frames for s in segments], window=window, context=context, init=t0)
+        self.transformer.check_tokenizer(config.codebook_size, (window, *self.codes_shape[1:]))
+        text, null = self.text_encoder.encode([s.prompt for s in specs]), self.text_encoder.encode([""])
+
+        def logits_for(i: int):
+            return text_logits_fn(self.transformer, text.emb[i : i + 1], text.mask[i : i + 1], null.emb, null.mask)
+
+        with _window_progress(progress, len(planned)) as advance:
+            result = story_sample(
+                logits_for,
+                segments,
+                grid=self.codes_shape[1:],
+                window=window,
+                context=context,
+                mask_id=self.transformer.mask_id,
+                generator=torch.Generator(device=self.device).manual_seed(seed),
+                init=init_codes,
+                steps=steps,
+                top_k=top_k,
+                schedule=self.schedule,
+                on_window=advance,
+            )
+        bounds = np.cumsum([t0] + [s.frames for s in segments]).tolist()  # latent frame where each segment starts
+        pixel = [0 if k == 0 else config.num_frames(k) for k in bounds]  # ... and its first pixel frame
+        records = tuple(
+            StorySegment(spec.prompt, a, b, seg.seed, seg.guidance, seg.temperature, spec.source)
+            for spec, seg, a, b in zip(specs, segments, pixel, pixel[1:], strict=False)
+        )
+        seams = tuple(config.num_frames(w.new[0]) for w in result.windows if w.context)
+        settings = dict(frames_per_prompt=default, window=window, context=context, steps=steps, guidance=guidance)
+        settings |= dict(temperature=temperature, top_k=top_k, seed=seed, schedule=self.schedule, fps=fps)
+        frames = self._decode(result.codes, chunk_frames)
+        return Story(frames, result.codes, records, result.windows, seams, pixel[0], settings)
+
+    def interpolate(
+        self,
+        prompt: str,
+        start: np.ndarray,
+        end: np.ndarray,
+        *,
+        num_frames: int | None = None,
+        steps: int = 12,
+        guidance: float = 3.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Frames between ``start`` and ``end`` (CogVideo's interpolation): both ends' codes known, the middle sampled.
+
+        Args:
+            prompt: what happens in between.
+            start: uint8 ``(H, W, 3)`` frame or ``(T, H, W, 3)`` clip (``T = 1 + k * temporal_patch``).
+            end: one frame (repeated ``temporal_patch`` times) or a clip of a multiple of ``temporal_patch``
+                frames, encoded after a copy of its first frame: its codes are then tubelets, as at the
+                end of a clip, not a lone first frame's.
+            num_frames: total length ``1 + k * temporal_patch`` (default: the trained length), at most
+                the transformer's ``max_t`` latent frames: one sampler call sees both ends.
+
+        Returns:
+            uint8 ``(num_frames, H, W, 3)``, starting with ``start`` and ending with ``end`` (as decoded).
+        """
+        config = self.tokenizer.config
+        end = np.asarray(end)
+        end = np.repeat(end[None], config.temporal_patch, axis=0) if end.ndim == 3 else end
+        if end.shape[0] % config.temporal_patch:
+            raise ValueError(
+                f"end has {end.shape[0]} frames; it must be one frame or a multiple of {config.temporal_patch}"
+            )
+        head = self._encode(start, "start")  # (1, ta, h, w)
+        tail = self._encode(np.concatenate([end[:1], end]), "end")[:, 1:]  # (1, tb, h, w): tubelets only
+        t = config.latent_frames(num_frames) if num_frames else self.codes_shape[0]
+        if t < head.shape[1] + tail.shape[1] + 1:
+            raise ValueError(
+                f"interpolate: num_frames={config.num_frames(t)} leaves no frame between start "
+                f"({config.num_frames(head.shape[1])} frames) and end ({end.shape[0]} frames)"
+            )
+        known = torch.zeros((1, t, *self.codes_shape[1:]), dtype=torch.long, device=self.device)
+        known[:, : head.shape[1]], known[:, t - tail.shape[1] :] = head, tail
+        known_mask = torch.zeros_like(known, dtype=torch.bool)
+        known_mask[:, : head.shape[1]] = known_mask[:, t - tail.shape[1] :] = True
+        codes = self.sample_codes(
+            [prompt],
+            known.shape[1:],
+            steps=steps,
+            guidance=guidance,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            known=known,
+            known_mask=known_mask,
+        )
+        return self._decode(codes, None)

@@ -6,17 +6,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from tokgen.sampling.prompts import read_prompt_lines
 
-def read_prompt_lines(path: str | Path) -> list[str]:
-    """Prompts from a text file, one per line; blank lines and ``#`` comments are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompts file {path} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise ValueError(f"{path}: no prompts (blank lines and # comments are skipped)")
-    return prompts
+__all__ = ["PromptDataset", "read_prompt_lines"]  # read_prompt_lines lives in tokgen.sampling.prompts
 
 
 class PromptDataset(Dataset):

@@ -3,7 +3,8 @@
 Each step masks a continuous, schedule-drawn fraction of every clip's codes and learns to predict
 them (cross-entropy on masked positions only). Text is replaced by the null prompt with probability
 ``text_dropout`` so classifier-free guidance is really trained; with probability
-``continuation_prob`` the first k latent frames stay visible, the pattern story mode samples with.
+``continuation_prob`` some latent frames stay visible, in the patterns sampling uses: a prefix (story
+windows, continuation), the first frame alone (image-to-video), a prefix and a suffix (interpolation).
 
 The checkpoint holds the transformer (and a learned text encoder's weights, if one is used), plain
 config dicts, and the tokenizer's folder path; a frozen pretrained text encoder is rebuilt from its
@@ -27,7 +28,7 @@ from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
 from tokgen.transformer.config import TransformerConfig, TransformerTrainConfig
-from tokgen.transformer.masking import random_mask, sample_mask_ratio
+from tokgen.transformer.masking import given_frames, random_mask, sample_mask_ratio
 from tokgen.transformer.model import MaskedTransformer
 
 
@@ -100,6 +101,13 @@ class TransformerLit(L.LightningModule):
             object.__setattr__(self, "_tokenizer", tok)  # not a submodule: never trained or saved here
         return self._tokenizer
 
+    def configure_model(self) -> None:
+        # Execution switches, applied in place so parameter names (and checkpoints) stay as they are.
+        if self.train_config.checkpointing:
+            self.model.enable_checkpointing()
+        if self.train_config.compile:
+            self.model.compile()
+
     def on_fit_start(self) -> None:
         self.text.to(self.device)
         train = getattr(self.trainer.datamodule, "train", None)
@@ -135,19 +143,25 @@ class TransformerLit(L.LightningModule):
         return TextEmbedding.from_rows([null_row if d else r for r, d in zip(rows, drop.tolist(), strict=True)])
 
     def masked_batch(self, codes: Tensor, generator: torch.Generator) -> Tensor:
-        """The training mask ``(b, t, h, w)`` bool: schedule-drawn ratios, some clips with a visible prefix."""
+        """The training mask ``(b, t, h, w)`` bool: schedule-drawn ratios, some clips with given frames."""
         tc = self.train_config
         b, t = codes.shape[:2]
         ratio = sample_mask_ratio(b, generator, tc.mask_schedule, device=codes.device)
         mask = random_mask(codes.shape, ratio, generator).to(codes.device)
         if t > 1 and tc.continuation_prob > 0:
-            cont = torch.rand(b, generator=generator, device=generator.device).to(codes.device) < tc.continuation_prob
-            k = torch.randint(1, t, (b,), generator=generator, device=generator.device).to(codes.device)
-            prefix = torch.arange(t, device=codes.device)[None, :] < k[:, None]  # (b, t)
-            mask = mask & ~(prefix & cont[:, None])[:, :, None, None]
-            # A clip left with nothing masked would give no signal: mask its last latent frame.
+            given = given_frames(
+                b,
+                t,
+                generator,
+                given_prob=tc.continuation_prob,
+                first_frame_share=tc.first_frame_share,
+                interpolation_share=tc.interpolation_share,
+            ).to(codes.device)  # (b, t)
+            mask = mask & ~given[:, :, None, None]
+            # A clip left with nothing masked would give no signal: mask its first frame not given.
             empty = mask.flatten(1).sum(1) == 0
-            mask[empty, -1] = True
+            free = (~given).int().argmax(dim=1)  # (b,) first frame that is not given (one always is)
+            mask[empty, free[empty]] = True
         return mask
 
     # ----------------------------------------------------------------------------- training

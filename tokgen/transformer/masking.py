@@ -131,3 +131,59 @@ def num_masked_after_step(step: int, steps: int, total: int | Tensor, name: str 
         target = (schedule(name, (s + 1) / steps) * totals.double()).floor().long()
         remaining = torch.minimum(target, remaining - 1).clamp(min=0)
     return int(remaining) if not isinstance(total, Tensor) else remaining.to(total.device)
+
+
+def given_frames(
+    batch: int,
+    t: int,
+    generator: torch.Generator,
+    *,
+    given_prob: float,
+    first_frame_share: float = 0.0,
+    interpolation_share: float = 0.0,
+) -> Tensor:
+    """Latent frames a training clip is *given* (never masked): the known-token patterns sampling uses.
+
+    A clip gets given frames with probability ``given_prob``. Of those, a ``first_frame_share``
+    fraction gets only its first latent frame (image-to-video), an ``interpolation_share`` fraction
+    gets a prefix and a suffix, each of at least one frame, with at least one frame between them
+    (frame interpolation, CogVideo), and the rest a prefix of ``k ~ U[1, t - 1]`` frames
+    (continuation: story windows, ``init=`` videos). At least one frame is always left to predict.
+
+    Args:
+        batch: clips.
+        t: latent frames per clip; with ``t == 1`` nothing is given, with ``t == 2`` no interpolation.
+        generator: the random source (its device is used).
+        given_prob: probability that a clip gets given frames.
+        first_frame_share, interpolation_share: fractions of those clips, summing to at most 1.
+
+    Returns:
+        ``(batch, t)`` bool, True = given.
+    """
+    if not (0 <= given_prob <= 1 and min(first_frame_share, interpolation_share) >= 0):
+        raise ValueError(
+            f"need 0 <= given_prob <= 1 and shares >= 0, got {given_prob}, {first_frame_share}, {interpolation_share}"
+        )
+    if first_frame_share + interpolation_share > 1:
+        raise ValueError(
+            f"first_frame_share + interpolation_share must be <= 1, got {first_frame_share} + {interpolation_share}"
+        )
+    device = generator.device
+    frame = torch.arange(t, device=device)[None, :]  # (1, t)
+    if t < 2:
+        return torch.zeros(batch, t, dtype=torch.bool, device=device)
+    given = torch.rand(batch, generator=generator, device=device) < given_prob  # (b,)
+    kind = torch.rand(batch, generator=generator, device=device)  # (b,): which pattern
+    uniform = torch.rand(batch, 2, generator=generator, device=device)  # (b, 2): pattern sizes
+    first_only = kind < first_frame_share
+    interpolate = (kind >= first_frame_share) & (kind < first_frame_share + interpolation_share) & (t >= 3)
+    # Continuation: prefix k in [1, t - 1]; image-to-video: k = 1.
+    k = (uniform[:, 0] * (t - 1)).long().clamp(max=t - 2) + 1
+    k = torch.where(first_only, torch.ones_like(k), k)
+    # Interpolation: prefix a in [1, t - 2], suffix z in [1, t - 1 - a], so a + z <= t - 1.
+    a = (uniform[:, 0] * (t - 2)).long().clamp(max=max(t - 3, 0)) + 1
+    z = (uniform[:, 1] * (t - 1 - a)).long().clamp(min=0) + 1
+    z = torch.minimum(z, t - 1 - a)
+    prefix = frame < torch.where(interpolate, a, k)[:, None]
+    suffix = interpolate[:, None] & (frame >= t - z[:, None])
+    return given[:, None] & (prefix | suffix)
