@@ -161,6 +161,22 @@ def test_quantizer_loss_reaches_the_encoder() -> None:
     assert model.get_parameter("to_rest.weight").grad is None  # the decoder plays no part in it
 
 
+def test_skip_quantizer_decodes_the_continuous_latents() -> None:
+    # Quantizer warm-up: a perturbation far below one code cell leaves the codes, and so the quantized
+    # reconstruction, unchanged, but moves the reconstruction decoded from the continuous latents.
+    model = tiny(quantizer="fsq")
+    video = clip()
+    nudged = video + 1e-3 * torch.randn(video.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        quantized, nudged_quantized = model(video), model(nudged)
+        continuous, nudged_continuous = model(video, skip_quantizer=True), model(nudged, skip_quantizer=True)
+    assert torch.equal(quantized.codes, nudged_quantized.codes)
+    assert torch.equal(quantized.recon, nudged_quantized.recon)
+    assert not torch.allclose(continuous.recon, nudged_continuous.recon, atol=1e-7)
+    assert not torch.allclose(continuous.recon, quantized.recon, atol=1e-3)
+    assert torch.equal(continuous.codes, quantized.codes)  # codes are still reported
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [

@@ -114,6 +114,11 @@ class TokenizerTrainConfig:
     grad_clip: float | None = 1.0
     recon_loss: str = "l1"  # l1 | l2
     quantizer_weight: float = 1.0
+    # Steps that decode the encoder's continuous latents before the quantizer comes in. Through a
+    # quantized bottleneck from step 0 the small model stalls at grey blobs (it learns where objects
+    # are, never their colour); warmed up first it keeps colour (Shapes, 9 frames, 500 steps, FSQ:
+    # 18.8 -> 21.0 dB with 250 warm-up steps).
+    quantizer_warmup_steps: int = 0
     # Adversarial loss: 0 disables it. Hinge loss, weight adapted to the reconstruction gradient
     # at the decoder's last layer (VQGAN, Esser et al. 2021, eq. 7), switched on at gan_start_step.
     gan_weight: float = 0.0
@@ -136,6 +141,8 @@ class TokenizerTrainConfig:
         self.betas = tuple(self.betas)
         if self.recon_loss not in ("l1", "l2"):
             raise ValueError(f"train.recon_loss must be 'l1' or 'l2', got {self.recon_loss!r}")
+        if self.quantizer_warmup_steps < 0:
+            raise ValueError(f"train.quantizer_warmup_steps must be >= 0, got {self.quantizer_warmup_steps}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.perceptual_weight > 0 and not self.perceptual_weights:

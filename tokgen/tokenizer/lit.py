@@ -96,14 +96,16 @@ class TokenizerLit(L.LightningModule):
         schedulers = self.lr_schedulers()
         tc = self.train_config
 
-        out = self.model(video)
+        warming_up = self.global_step < tc.quantizer_warmup_steps
+        out = self.model(video, skip_quantizer=warming_up)
         recon_loss = self._recon_loss(out.recon, video)
         nll = recon_loss
         if self.perceptual is not None:
             perceptual = self.perceptual(out.recon, video)
             nll = nll + tc.perceptual_weight * perceptual
             self.log("train/perceptual", perceptual)
-        loss = nll + tc.quantizer_weight * out.quantizer_loss
+        # No commitment pull while the decoder does not see the codes: it would only shrink the latents.
+        loss = nll if warming_up else nll + tc.quantizer_weight * out.quantizer_loss
         gan_on = self._gan_active()
         if gan_on:
             g_loss = generator_adversarial_loss(self.discriminator(out.recon))
