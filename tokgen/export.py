@@ -12,8 +12,23 @@ from pathlib import Path
 import torch
 
 
-def read_lightning_checkpoint(path: str | Path) -> dict:
-    """Load a Lightning ``.ckpt`` without unpickling code; clear errors for the usual mix-ups."""
+def check_checkpoint_path(ckpt_path: str) -> None:
+    """Before a Lightning verb runs: a local ``ckpt_path`` must be a tokgen checkpoint that loads without pickle.
+
+    Reads only the checkpoint's structure (tensors are memory-mapped, not read). Lightning's own
+    values (``last``, ``best``, ...) and remote URLs are left to Lightning.
+    """
+    if "://" in ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") or ckpt_path.startswith("registry:"):
+        return
+    read_lightning_checkpoint(ckpt_path, mmap=True)
+
+
+def read_lightning_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
+    """Load a Lightning ``.ckpt`` without unpickling code; clear errors for the usual mix-ups.
+
+    Args:
+        mmap: map the tensors instead of reading them (for checking a file cheaply).
+    """
     path = Path(path)
     if path.is_dir():
         hint = (
@@ -23,8 +38,13 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises UnpicklingError/RuntimeError variants
+        if "Weights only load failed" in str(err):  # torch's advice (weights_only=False) is not ours to give
+            raise ValueError(
+                f"{path}: refused: it holds pickled objects besides tensors and plain values, and tokgen never "
+                "unpickles those (they could run code); only checkpoints written by `tokgen fit` load"
+            ) from None
         raise ValueError(f"{path}: not a loadable Lightning checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(data, dict) or "state_dict" not in data or "hyper_parameters" not in data:
         raise ValueError(f"{path}: not a tokgen Lightning checkpoint (no state_dict / hyper_parameters)")

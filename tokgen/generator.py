@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokgen.generator_folder import check_generator_parts, generator_folder, tokenizer_geometry
 from tokgen.io.checkpoint import load_pretrained, save_pretrained
 from tokgen.io.convert import frames_to_tensor, tensor_to_frames
 from tokgen.io.story import StorySegment, write_story
@@ -118,11 +119,12 @@ class Generator:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Generator:
         """Load ``directory/tokenizer`` and ``directory/transformer`` (no pickle anywhere)."""
-        directory = Path(directory)
+        directory = generator_folder(directory)  # clear errors for a file (a .ckpt) or a missing folder
         tokenizer = VideoTokenizer.from_pretrained(directory / "tokenizer")
         config, state = load_pretrained(directory / "transformer", kind="transformer")
         transformer = MaskedTransformer(TransformerConfig.from_dict(config["transformer"]))
         text_encoder = build_text_encoder(TextEncoderConfig(**config["text"]))
+        check_generator_parts(directory, config, state, tokenizer, transformer, text_encoder)
         model_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         text_state = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
         try:
@@ -151,6 +153,7 @@ class Generator:
             "text": self.text_config,
             "codes_shape": list(self.codes_shape),
             "schedule": self.schedule,
+            "tokenizer": tokenizer_geometry(self.tokenizer.config.to_dict()),
         }
         save_pretrained(directory / "transformer", config, state, kind="transformer", overwrite=overwrite)
         return directory

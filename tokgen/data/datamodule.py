@@ -6,9 +6,12 @@ and ints, so torch's default collate batches them and one datamodule serves ever
 
 from __future__ import annotations
 
+import itertools
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class ClipDataModule(L.LightningDataModule):
@@ -44,17 +47,26 @@ class ClipDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, split: str, *, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise ValueError(f"the data config has no {split!r} dataset; set data.{split} (see conf/data/)")
-        return DataLoader(
+        sampler = None
+        if shuffle:
+            # The order of epoch e is a function of (seed, e) alone, split across ranks here (Lightning
+            # leaves a DistributedSampler as it is), so a restarted run can find its place again.
+            trainer = self.trainer
+            replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = _ResumableSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            # Worker seeds come from this generator, not the global one: making a loader must not move
+            # the global random state (a resumed run restores it from the checkpoint).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.train, "train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -65,3 +77,53 @@ class ClipDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict if self.predict is not None else self.val, "predict", shuffle=False)
+
+
+class _ResumableSampler(DistributedSampler):
+    """A ``DistributedSampler`` (order from ``seed + epoch``) that can start part-way through an epoch."""
+
+    start = 0  # indices of this rank to pass over on the next iteration only
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        return itertools.islice(super().__iter__(), start, None)
+
+
+class ResumableDataLoader(DataLoader):
+    """The training loader: its place in the epoch is saved in every Lightning checkpoint.
+
+    Lightning stores ``state_dict()`` (the batches already delivered this epoch) with the checkpoint and
+    calls ``load_state_dict`` on restart; the first iteration after that passes over those batches'
+    indices without loading them, so a run stopped mid-epoch and resumed sees the same batches as one
+    that never stopped.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._delivered = 0  # batches handed out in the current epoch
+        self._resume_at = 0  # batches to pass over on the next iteration
+
+    def __iter__(self):
+        start, self._resume_at = self._resume_at, 0
+        if isinstance(self.sampler, _ResumableSampler):
+            self.sampler.start = start * self.batch_size
+        else:  # a sampler we did not make (e.g. replaced by Lightning): start the epoch from its beginning
+            start = 0
+        self._delivered = start
+        for batch in super().__iter__():
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        epoch = getattr(self.sampler, "epoch", 0)
+        return {"epoch": int(epoch), "batches": self._delivered, "batch_size": int(self.batch_size or 0)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        batches = int(state.get("batches", 0))
+        if batches and state.get("batch_size") != self.batch_size:
+            rank_zero_warn(
+                f"resuming with data.batch_size={self.batch_size}, the checkpoint's was {state.get('batch_size')}: "
+                "its place in the epoch does not carry over, so this epoch starts from its first batch"
+            )
+            batches = 0
+        self._resume_at = batches if batches < len(self) else 0  # a finished epoch: the next starts afresh

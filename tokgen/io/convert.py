@@ -31,10 +31,13 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     """float ``(b, c, t, h, w)`` or ``(c, t, h, w)`` in [-1, 1] -> uint8 ``(b, t, h, w, c)`` or ``(t, h, w, c)``.
 
-    Values outside [-1, 1] are clipped (decoders overshoot slightly); rounding is to nearest.
+    Values outside [-1, 1] are clipped (decoders overshoot slightly); rounding is to nearest; NaN or Inf
+    (a broken model) is a ``ValueError``.
     """
     if video.ndim not in (4, 5) or video.shape[-4] != 3:
         raise ValueError(f"tensor_to_frames expects (b, 3, t, h, w) or (3, t, h, w), got shape {tuple(video.shape)}")
+    if not bool(torch.isfinite(video).all()):  # clamp and uint8 would turn NaN into black pixels silently
+        raise ValueError(f"tensor_to_frames: the video {tuple(video.shape)} holds NaN or Inf values")
     x = ((video.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
     pattern = "b c t h w -> b t h w c" if x.ndim == 5 else "c t h w -> t h w c"
     return rearrange(x, pattern).numpy()

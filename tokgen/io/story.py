@@ -1,12 +1,15 @@
 """A story on disk: the video, a contact sheet with each prompt under its segment, a JSON sidecar.
 
 ``story.mp4`` comes with ``story.png`` and ``story.json`` beside it. All three are checked before any
-work (so a long sampling run never ends in a refusal to write) and each is written atomically.
+work (so a long sampling run never ends in a refusal to write) and appear together, renamed into place
+only once all three are complete.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,8 +91,6 @@ def write_story(
     for i, seg in enumerate(segments):
         rows.append(frames[seg.start : seg.stop])
         labels.append(f"{i + 1}. {seg.prompt}  (frames {seg.start}-{seg.stop - 1})")
-    write_video(paths["video"], frames, fps, overwrite=overwrite)
-    save_png(paths["sheet"], contact_sheet(rows, labels=labels, scale=2), overwrite=overwrite)
     sidecar = {
         "prompts": [seg.prompt for seg in segments],
         "num_frames": len(frames),
@@ -99,8 +100,20 @@ def write_story(
         **(extra or {}),
         "files": {"video": paths["video"].name, "contact_sheet": paths["sheet"].name},
     }
-    with atomic_output(paths["json"], overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    # The three files are written under hidden names first and renamed together at the end, so a failure
+    # in any of them leaves no story without its sheet or sidecar (and no earlier story half-replaced).
+    staged = {k: p.with_name(f".{p.stem}.{uuid.uuid4().hex}{p.suffix}") for k, p in paths.items()}
+    try:
+        write_video(staged["video"], frames, fps)
+        save_png(staged["sheet"], contact_sheet(rows, labels=labels, scale=2))
+        with atomic_output(staged["json"]) as tmp:
+            tmp.write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+        story_outputs(out, overwrite=overwrite)  # nothing appeared there meanwhile
+        for key in ("json", "sheet", "video"):
+            os.replace(staged[key], paths[key])
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
     return paths
 
 

@@ -38,6 +38,10 @@ class VideoReadError(ValueError):
     """A video (or frame folder) could not be read; the message names the path and the cause."""
 
 
+class UnsupportedPixelFormat(VideoReadError):
+    """Frames decode, but FFmpeg cannot convert their pixel format to RGB."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container header says about a video, without decoding it.
@@ -194,6 +198,8 @@ def _video_file_frames(
             yield from _convert(picks, start, stop, size)
     except av.error.FFmpegError as e:
         raise VideoReadError(f"{path}: decoding failed ({_reason(e)})") from e
+    except UnsupportedPixelFormat as e:
+        raise UnsupportedPixelFormat(f"{path}: {e}") from e.__cause__
 
 
 @contextlib.contextmanager
@@ -303,7 +309,11 @@ def _convert(
         shrink = height * width < frame.height * frame.width
         # AREA averages source pixels when shrinking (no aliasing); bilinear is smoother when enlarging.
         interpolation = "AREA" if shrink else "BILINEAR"
-        yield frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+        try:
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+        except av.error.FFmpegError as e:  # swscale has no conversion from this pixel format
+            raise UnsupportedPixelFormat(f"pixel format {frame.format.name!r} cannot be converted to RGB") from e
+        yield rgb
         if stop is not None and k + 1 >= stop:
             return  # do not decode another frame just to learn that we are done
 

@@ -18,6 +18,7 @@ Axis legend: ``b`` batch, ``t h w`` latent grid, ``n`` = ``t h w`` tokens, ``v``
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -147,6 +148,9 @@ def maskgit_sample(
         raise ValueError(f"shape must be (B, t, h, w) with each >= 1, got {tuple(shape)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    for name, value in (("guidance", guidance), ("temperature", temperature), ("noise_temperature", noise_temperature)):
+        if not math.isfinite(value):  # NaN passes every comparison below; it would sample noise silently
+            raise ValueError(f"{name} must be a finite number, got {value}")
     if temperature < 0 or noise_temperature < 0:
         raise ValueError(f"temperature and noise_temperature must be >= 0, got {temperature}, {noise_temperature}")
     if top_k is not None and top_k < 1:
@@ -186,6 +190,8 @@ def maskgit_sample(
         expected = (2 * batch if guided else batch, *shape[1:])
         if raw.ndim != 5 or tuple(raw.shape[:4]) != expected:
             raise ValueError(f"logits_fn returned {tuple(raw.shape)} for codes {expected} (+ vocabulary axis)")
+        if torch.isnan(raw).any():
+            raise FloatingPointError(f"logits_fn returned NaN logits at step {step} (are the model's weights finite?)")
         vocab = raw.shape[-1]
         if mask_id < vocab:
             raise ValueError(f"mask_id {mask_id} lies inside the logits vocabulary [0, {vocab}): it could be sampled")

@@ -13,6 +13,7 @@ error names the file and the line it concerns, so a long story file is fixed in 
 
 from __future__ import annotations
 
+import codecs
 import json
 import json.scanner
 import math
@@ -65,8 +66,8 @@ class PromptSpec:
                 raise ValueError(f"{where}{name} must be a finite number > 0, got {value}")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"{where}temperature must be a finite number >= 0, got {self.temperature}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"{where}seed must be >= 0, got {self.seed}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:  # torch generators take 64 bits; seed + i stays in
+            raise ValueError(f"{where}seed must be in [0, 2**63), got {self.seed}")
 
     def num_frames(self, default: int, *, fps: float, multiple: int = 1) -> int:
         """Segment frames: ``frames``, else ``seconds * fps`` rounded to ``multiple``, else ``default``.
@@ -77,7 +78,13 @@ class PromptSpec:
         frames = self.frames or (round(self.seconds * fps / multiple) * multiple if self.seconds else default)
         if frames < 1 or frames % multiple:
             where = self.source or repr(self.prompt)
-            raise ValueError(f"{where}: frames={frames} must be a positive multiple of {multiple} (temporal_patch)")
+            if self.frames:
+                what = f"frames={frames}"
+            elif self.seconds:
+                what = f"seconds={self.seconds:g} at {fps:g} fps gives frames={frames}, which"
+            else:  # the story's default (frames_per_prompt), not something this line says
+                what = f"frames_per_prompt={frames}, the default for this prompt,"
+            raise ValueError(f"{where}: {what} must be a positive multiple of {multiple} (temporal_patch)")
         return frames
 
 
@@ -106,7 +113,7 @@ def read_prompt_list(path: str | Path) -> list[PromptSpec]:
 def _text(path: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"prompts file {path} does not exist")
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # editors that mark UTF-8 with a BOM
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -116,7 +123,8 @@ def _text(path: Path) -> str:
 
 def _read_text(path: Path) -> list[PromptSpec]:
     specs = []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
+    # Lines end at "\n" only (str.splitlines also splits at form feeds etc.): line numbers match editors'.
+    for number, line in enumerate(_text(path).split("\n"), start=1):
         text = line.strip()
         if text and not text.startswith("#"):
             specs.append(PromptSpec(text, source=f"{path}:{number}"))
@@ -131,6 +139,8 @@ def _yaml_items(path: Path) -> tuple[list[tuple[int, object]], int]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueError(f"{path}:1: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "1"
@@ -177,6 +187,8 @@ def _json_items(path: Path) -> tuple[list[tuple[int, object]], int]:
         data = decoder.decode(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{path}:1: invalid JSON: nested too deeply") from None
     line = data.line if isinstance(data, _Located) else 1
     if isinstance(data, _Located) and isinstance(data.value, dict):
         keys = {getattr(k, "value", k): v for k, v in data.value.items()}

@@ -116,6 +116,19 @@ class TransformerLit(L.LightningModule):
         tokenizer = self.tokenizer()
         if tokenizer is not None and self.hparams.codes_shape:
             self.model.check_tokenizer(tokenizer.config.codebook_size, tuple(self.hparams.codes_shape))
+        index = getattr(train, "index", None)  # token shards record what made them: check it with no tokenizer too
+        if isinstance(index, dict) and "codebook_size" in index:
+            where = getattr(train, "root", "the token shards")
+            try:
+                self.model.check_tokenizer(int(index["codebook_size"]), tuple(index["codes_shape"]))
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+            width = index.get("text_dim")
+            if self.text_config.kind != "learned" and width not in (None, self.transformer_config.text_dim):
+                raise ValueError(
+                    f"{where}: text embeddings are {width} wide, the transformer's text_dim is "
+                    f"{self.transformer_config.text_dim}: the shards were made with another text encoder"
+                )
 
     def on_validation_start(self) -> None:
         self.text.to(self.device)

@@ -138,6 +138,8 @@ class MaskedTransformer(nn.Module):
             )
         if text.shape[0] != codes.shape[0]:
             raise ValueError(f"batch mismatch: codes {tuple(codes.shape)} but text {tuple(text.shape)}")
+        if not bool(torch.isfinite(text[text_mask]).all()):  # padded positions are never read
+            raise ValueError(f"text embeddings {tuple(text.shape)} hold NaN or Inf values")
 
     def forward(self, codes: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
         """Logits over the real codes at every position.
