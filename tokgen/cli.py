@@ -50,11 +50,21 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
+def is_launch_rank_zero() -> bool:
+    """False in every process but the first of a multi-process launch (torchrun, srun, Lightning's own).
+
+    Read from the launcher's environment, since the run folder is chosen before the Trainer exists.
+    """
+    rank = next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if k in os.environ), "0")
+    return int(rank) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
 def choose_run_dir(cfg: DictConfig, verb: str) -> Path:
     """A fresh run folder: ``runs/<name>/<verb>-<time>`` unless ``run_dir`` is set. Never an old run's."""
     if cfg.run_dir:
         path = Path(cfg.run_dir)
-        if path.exists() and any(path.iterdir()):
+        # Other ranks of a launch find rank 0's folder already written; only rank 0 writes into it.
+        if path.exists() and any(path.iterdir()) and is_launch_rank_zero():
             raise FileExistsError(f"run_dir {str(path)!r} exists and is not empty; a run never writes into an old run")
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -87,6 +97,10 @@ def run(cfg: DictConfig, verb: str) -> Path:
         raise ValueError(
             f"tokgen {verb} needs ckpt_path=PATH (a Lightning checkpoint, e.g. runs/.../checkpoints/last.ckpt)"
         )
+    if cfg.ckpt_path:  # a missing file, an export folder or a file carrying code: one clear line, nothing run
+        from tokgen.export import check_checkpoint_path
+
+        check_checkpoint_path(str(cfg.ckpt_path))
     _quiet_lightning()
     run_dir = choose_run_dir(cfg, verb)
     cfg = cfg.copy()
@@ -99,10 +113,15 @@ def run(cfg: DictConfig, verb: str) -> Path:
         model = instantiate(cfg.model)
     else:  # the architecture comes from the checkpoint, so a config preset can't mismatch it
         model = get_class(cfg.model._target_).load_from_checkpoint(cfg.ckpt_path, map_location="cpu", weights_only=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if is_launch_rank_zero():  # the other ranks write nothing: checkpoints and logs come from rank 0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nothing to log to
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if verb == "fit":
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -113,7 +132,8 @@ def run(cfg: DictConfig, verb: str) -> Path:
     else:
         outputs = trainer.predict(model, datamodule=datamodule)
         model.write_predictions(outputs, run_dir / "predictions")
-    print(f"run folder: {run_dir}")
+    if trainer.is_global_zero:
+        print(f"run folder: {run_dir}")
     return run_dir
 
 
@@ -152,6 +172,13 @@ def tokenize(cfg: DictConfig) -> Path:
         sources=sources,
     )
     print(f"token shards: {out}")
+    if cfg.tokenize.get("stream"):  # ++tokenize.stream=DIR: the same clips as streaming shards (data=stream)
+        from tokgen.data.streaming import write_stream
+        from tokgen.data.token_shards import TokenShardDataset
+
+        shards = TokenShardDataset(out, max_text_len=cfg.transformer.max_text_len)
+        # The first 64 clips held out for validation, as data=tokens does.
+        print(f"streaming shards: {write_stream(shards, cfg.tokenize.stream, val_clips=min(64, len(shards) // 2))}")
     return out
 
 
@@ -194,6 +221,72 @@ def export(opts: ExportOptions) -> Path:
 
 
 @dataclass
+class CompressOptions:
+    """``tokgen compress input=in.mp4 output=out.tok tokenizer=DIR``: a video -> entropy-coded tokenizer codes."""
+
+    input: str = MISSING
+    output: str = MISSING
+    tokenizer: str = MISSING
+    overwrite: bool = False
+    chunk_frames: int = 16  # latent frames per encoder pass: bounds memory on long videos
+    size: int | None = None  # resize the short side while reading
+    fps: float | None = None  # resample while reading; None keeps the source's rate
+    coder: str = "auto"  # auto (smallest) | range | bitpack
+    device: str = "cpu"
+
+
+def compress(opts: CompressOptions):
+    from tokgen.codec import compress as run_compress
+
+    result = run_compress(
+        opts.input,
+        opts.output,
+        opts.tokenizer,
+        overwrite=opts.overwrite,
+        chunk_frames=opts.chunk_frames,
+        size=opts.size,
+        fps=opts.fps,
+        coder=opts.coder,
+        device=opts.device,
+    )
+    print(
+        f"compressed {opts.input} ({result.frames}x{result.height}x{result.width}) -> {result.path}: "
+        f"{result.file_bytes} bytes, {result.bits_per_pixel:.4f} bits/pixel, codes {result.codes_shape}, "
+        f"{result.coder} coder"
+    )
+    return result
+
+
+@dataclass
+class DecompressOptions:
+    """``tokgen decompress input=in.tok output=out.mp4``: tokenizer codes -> a video (mp4, webm or gif)."""
+
+    input: str = MISSING
+    output: str = MISSING
+    tokenizer: str | None = None  # default: the tokenizer folder recorded in the file
+    overwrite: bool = False
+    chunk_frames: int = 16
+    quality: int | None = None  # the output video's CRF (write_video's default when unset)
+    device: str = "cpu"
+
+
+def decompress(opts: DecompressOptions) -> Path:
+    from tokgen.codec import decompress as run_decompress
+
+    out = run_decompress(
+        opts.input,
+        opts.output,
+        opts.tokenizer,
+        overwrite=opts.overwrite,
+        chunk_frames=opts.chunk_frames,
+        quality=opts.quality,
+        device=opts.device,
+    )
+    print(f"decompressed {opts.input} -> {out}")
+    return out
+
+
+@dataclass
 class MakeShapesOptions:
     """``tokgen make-shapes out=DIR``: write a Shapes set as mp4 files + ``captions.jsonl``."""
 
@@ -225,18 +318,120 @@ def make_shapes(opts: MakeShapesOptions) -> Path:
 
 
 @dataclass
+class StoryOptions:
+    """``tokgen story prompts=story.txt out=story.mp4 generator=DIR``: one video across a list of prompts.
+
+    Writes the video, a contact sheet (``.png``, each prompt under its segment) and a ``.json`` sidecar
+    (prompts, frame ranges, seeds, settings). ``prompts`` is a text file (one per line) or YAML/JSON
+    with per-prompt frames/seconds, guidance, temperature, seed. ``init=clip.mp4`` (or an image)
+    continues a given clip. 0 means the default for ``frames_per_prompt`` and ``context``.
+    """
+
+    prompts: str = MISSING
+    out: str = MISSING
+    generator: str = MISSING
+    frames_per_prompt: int = 0
+    context: int = 0
+    guidance: float = 3.0
+    temperature: float = 1.0
+    steps: int = 12
+    seed: int = 0
+    fps: float = 8.0
+    init: str | None = None
+    device: str = "cpu"
+    overwrite: bool = False
+
+
+def story(opts: StoryOptions) -> Path:
+    from tokgen.generator import Generator
+    from tokgen.io.story import story_outputs
+    from tokgen.sampling.prompts import read_prompt_list
+
+    story_outputs(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
+    prompts = read_prompt_list(opts.prompts)
+    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    result = generator.story(
+        prompts,
+        frames_per_prompt=opts.frames_per_prompt or None,
+        context=opts.context or None,
+        init=opts.init,
+        steps=opts.steps,
+        guidance=opts.guidance,
+        temperature=opts.temperature,
+        seed=opts.seed,
+        fps=opts.fps,
+        progress=True,
+    )
+    paths = result.write(opts.out, fps=opts.fps, overwrite=opts.overwrite)
+    print(f"story of {len(result.frames)} frames: {paths['video']} (contact sheet {paths['sheet']}, {paths['json']})")
+    return paths["video"]
+
+
+@dataclass
 class DemoOptions:
-    """``tokgen demo``: train (or reuse) the small tokenizer on Shapes and show reconstructions."""
+    """``tokgen demo``: train (or reuse) a small tokenizer and generator on Shapes, then write a three-prompt story.
+
+    Each stage is skipped when its output exists in ``out`` (delete ``out/tokenizer`` or ``out/generator``
+    to train again). The defaults fit in about 20 minutes on 2 CPU cores.
+    """
 
     out: str = "runs/demo"
-    minutes: float = 6.0
-    clips: int = 4
+    tokenizer_minutes: float = 6.0
+    generator_minutes: float = 8.0
+    clips: int = 3000  # Shapes clips encoded into token shards for the generator
+    seed: int = 0
 
 
 def demo(opts: DemoOptions) -> Path:
     from tokgen.demo import run_demo
 
-    return run_demo(Path(opts.out), minutes=opts.minutes, clips=opts.clips, compose=compose_config, fit=run)
+    return run_demo(
+        Path(opts.out),
+        tokenizer_minutes=opts.tokenizer_minutes,
+        generator_minutes=opts.generator_minutes,
+        clips=opts.clips,
+        compose=compose_config,
+        fit=run,
+        seed=opts.seed,
+    )
+
+
+@dataclass
+class EvaluateOptions:
+    """``tokgen evaluate model=DIR``: report.md + PNGs + metrics.json for a tokenizer or generator folder."""
+
+    # Defaults are the written protocol, as in tokgen.evaluate.EvaluateConfig (a test keeps them equal).
+    # out= defaults to runs/evaluate/<model>-<time>; i3d=FILE adds I3D-FVD, clip=DIR the CLIP score.
+
+    model: str = MISSING
+    out: str = ""
+    num_clips: int = 256
+    seeds: int = 3
+    batch_size: int = 16
+    data: str = "shapes"
+    resolution: int = 64
+    num_frames: int = 17
+    steps: int = 12
+    guidance: float = 3.0
+    diversity_prompts: int = 8
+    diversity_seeds: int = 4
+    stories: int = 8
+    i3d: str = ""
+    clip: str = ""
+    overwrite: bool = False
+
+
+def evaluate(opts: EvaluateOptions) -> Path:
+    from dataclasses import asdict
+
+    from tokgen.evaluate import EvaluateConfig, default_out
+    from tokgen.evaluate import evaluate as run_evaluation
+
+    settings = {k: v for k, v in asdict(opts).items() if k not in ("model", "out", "overwrite")}
+    out = Path(opts.out) if opts.out else default_out(opts.model)
+    report = run_evaluation(opts.model, out, EvaluateConfig(**settings), overwrite=opts.overwrite)
+    print(f"report: {report}")
+    return report
 
 
 # ------------------------------------------------------------------------------- the table
@@ -256,8 +451,14 @@ VERBS: dict[str, Verb] = {
     "export": Verb(
         "Lightning checkpoint -> pickle-free folder (config.json + model.safetensors)", ExportOptions, export
     ),
+    "compress": Verb("video -> .tok file of entropy-coded tokenizer codes", CompressOptions, compress),
+    "decompress": Verb(".tok file -> video, decoded by the tokenizer that wrote it", DecompressOptions, decompress),
+    "story": Verb("one video across a list of prompts (+ contact sheet and JSON sidecar)", StoryOptions, story),
     "make-shapes": Verb("write a Shapes dataset to disk as mp4 + captions.jsonl", MakeShapesOptions, make_shapes),
-    "demo": Verb("the main demo: train or reuse a small model on Shapes and show its output", DemoOptions, demo),
+    "evaluate": Verb("measure a tokenizer or generator folder and write a report", EvaluateOptions, evaluate),
+    "demo": Verb(
+        "the main demo: train or reuse a small tokenizer and generator on Shapes, write a story", DemoOptions, demo
+    ),
 }
 
 
@@ -310,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         FileNotFoundError,
         IsADirectoryError,
         ValueError,
+        FloatingPointError,  # a diverged run (tokgen.callbacks.FiniteCheck): the message says what to do
         HydraException,
         OmegaConfBaseException,
     )

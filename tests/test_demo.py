@@ -1,0 +1,78 @@
+"""The demo end to end at tiny size: every stage runs for real, a second run reuses the trained models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokgen.cli import compose_config, run
+from tokgen.demo import run_demo
+from tokgen.io.video import read_video
+
+TINY = {
+    "experiment=tokenizer_small_shapes": "experiment=tokenizer_tiny",
+    "experiment=transformer_small_shapes": "experiment=transformer_tiny",
+}
+
+
+def tiny_compose(overrides: list[str]):
+    # The demo's own experiments swapped for the tiny ones, trained for a handful of steps.
+    swapped = [TINY.get(o, o) for o in overrides if not o.startswith("trainer.max_time=")]
+    if "experiment=transformer_tiny" in swapped:
+        swapped += ["text.max_length=32", "transformer.max_text_len=32", "data.train.offset=4"]
+    return compose_config([*swapped, "trainer.max_steps=4", "logger=none"])
+
+
+@pytest.mark.slow
+def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    prompts = ("a red circle moves right", "the red circle moves up")
+    run_demo(
+        out,
+        tokenizer_minutes=1,
+        generator_minutes=1,
+        clips=12,
+        compose=tiny_compose,
+        fit=run,
+        prompts=prompts,
+        resolution=16,
+        num_frames=9,
+        generator_frames=5,
+        frames_per_prompt=8,
+    )
+    first = capsys.readouterr().out
+    assert "training the small tokenizer" in first and "training the small masked transformer" in first
+    for name in (
+        "tokenizer/config.json",
+        "generator/transformer/config.json",
+        "tokens/index.json",
+        "reconstructions.mp4",
+        "reconstructions.png",
+        "story.png",
+        "story.json",
+    ):
+        assert (out / name).is_file(), name
+    sidecar = json.loads((out / "story.json").read_text())
+    assert [s["prompt"] for s in sidecar["segments"]] == list(prompts)
+    # 1 + 8 frames per prompt for two prompts, told in windows of the generator's 5-frame clips.
+    assert read_video(out / "story.mp4").shape == (17, 16, 16, 3)
+
+    tokenizer_bytes = (out / "tokenizer" / "model.safetensors").read_bytes()
+    run_demo(
+        out,
+        tokenizer_minutes=1,
+        generator_minutes=1,
+        clips=12,
+        compose=tiny_compose,
+        fit=run,
+        prompts=prompts,
+        resolution=16,
+        num_frames=9,
+        generator_frames=5,
+        frames_per_prompt=8,
+    )
+    second = capsys.readouterr().out
+    assert "reusing" in second and "training" not in second
+    assert (out / "tokenizer" / "model.safetensors").read_bytes() == tokenizer_bytes
