@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tokgen.generator_folder import check_generator_parts, generator_folder, tokenizer_geometry
-from tokgen.io.checkpoint import load_pretrained, save_pretrained
+from tokgen.io.checkpoint import check_writable, load_pretrained, save_pretrained
 from tokgen.io.convert import frames_to_tensor, tensor_to_frames
 from tokgen.io.story import StorySegment, write_story
 from tokgen.io.video import read_video
@@ -54,9 +54,8 @@ class Story:
         """Write ``out`` (the video) with a ``.png`` contact sheet and a ``.json`` sidecar beside it."""
         windows = [{"segment": w.segment, "latent": [w.start, w.stop], "context": w.context} for w in self.windows]
         extra = {"settings": self.settings, "windows": windows, "seams": list(self.seams)}
-        return write_story(
-            out, self.frames, self.segments, init_frames=self.init_frames, fps=fps, extra=extra, overwrite=overwrite
-        )
+        frames, segments, init = self.frames, self.segments, self.init_frames
+        return write_story(out, frames, segments, init_frames=init, fps=fps, extra=extra, overwrite=overwrite)
 
 
 @contextlib.contextmanager
@@ -144,6 +143,7 @@ class Generator:
 
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         directory = Path(directory)
+        check_writable(directory / "tokenizer", directory / "transformer", overwrite=overwrite)  # both, first
         self.tokenizer.save_pretrained(directory / "tokenizer", overwrite=overwrite)
         state = {f"model.{k}": v for k, v in self.transformer.state_dict().items()}
         if self.text_config.get("kind") == "learned":

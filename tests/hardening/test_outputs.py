@@ -176,3 +176,14 @@ def test_a_story_failing_midway_leaves_none_of_its_files(tmp_path: Path, monkeyp
     paths = write_story(tmp_path / "story.mp4", frames, [segment])
     assert files_in(tmp_path) == ["story.json", "story.mp4", "story.png"]
     assert np.abs(read_video(paths["video"]).astype(int) - frames).mean() < 8
+
+
+def test_a_generator_save_refused_for_one_part_writes_neither(generator_dir: Path, tmp_path: Path) -> None:
+    # transformer/ exists already: the save is refused before tokenizer/ is written, not halfway.
+    out = tmp_path / "generator"
+    (out / "transformer").mkdir(parents=True)
+    (out / "transformer" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="transformer"):
+        Generator.from_pretrained(generator_dir).save_pretrained(out)
+    assert not (out / "tokenizer").exists()
+    assert (out / "transformer" / "keep.txt").read_text() == "mine"

@@ -22,6 +22,18 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 
+def check_writable(*directories: str | Path, overwrite: bool = False) -> None:
+    """Raise FileExistsError unless each folder can take a checkpoint (missing, empty, or ``overwrite``).
+
+    Savers that write several folders check them all first, so a refusal leaves nothing half-written.
+    """
+    for directory in map(Path, directories):
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory} is a file, not a checkpoint folder")
+        if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+            raise FileExistsError(f"{directory} is not empty; pass overwrite=True to replace its checkpoint files")
+
+
 def save_pretrained(
     directory: str | Path,
     config: dict,
@@ -46,10 +58,7 @@ def save_pretrained(
         The folder.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} is a file, not a checkpoint folder")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(f"{directory} is not empty; pass overwrite=True to replace its checkpoint files")
+    check_writable(directory, overwrite=overwrite)
     payload = json.dumps({"kind": kind, "format_version": FORMAT_VERSION, "config": config}, indent=2)
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its 0o700 mode would stick to the renamed folder; mkdir honours the umask.
