@@ -19,6 +19,23 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from tokgen.commands import (
+    CompressOptions,
+    DecompressOptions,
+    DemoOptions,
+    EvaluateOptions,
+    ExportOptions,
+    MakeShapesOptions,
+    StoryOptions,
+    compress,
+    decompress,
+    demo,
+    evaluate,
+    export,
+    make_shapes,
+    story,
+)
+
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 
 
@@ -201,237 +218,6 @@ def parse_options(schema: type, args: Sequence[str], verb: str):
     if missing:
         raise SystemExit(f"tokgen {verb}: missing required {', '.join(f'{m}=...' for m in missing)}")
     return OmegaConf.to_object(merged)
-
-
-@dataclass
-class ExportOptions:
-    """``tokgen export ckpt=PATH out=DIR``: a Lightning checkpoint -> ``config.json`` + ``model.safetensors``."""
-
-    ckpt: str = MISSING
-    out: str = MISSING
-    overwrite: bool = False
-
-
-def export(opts: ExportOptions) -> Path:
-    from tokgen.export import export_checkpoint
-
-    out = export_checkpoint(opts.ckpt, opts.out, overwrite=opts.overwrite)
-    print(f"exported {opts.ckpt} -> {out}")
-    return out
-
-
-@dataclass
-class CompressOptions:
-    """``tokgen compress input=in.mp4 output=out.tok tokenizer=DIR``: a video -> entropy-coded tokenizer codes."""
-
-    input: str = MISSING
-    output: str = MISSING
-    tokenizer: str = MISSING
-    overwrite: bool = False
-    chunk_frames: int = 16  # latent frames per encoder pass: bounds memory on long videos
-    size: int | None = None  # resize the short side while reading
-    fps: float | None = None  # resample while reading; None keeps the source's rate
-    coder: str = "auto"  # auto (smallest) | range | bitpack
-    device: str = "cpu"
-
-
-def compress(opts: CompressOptions):
-    from tokgen.codec import compress as run_compress
-
-    result = run_compress(
-        opts.input,
-        opts.output,
-        opts.tokenizer,
-        overwrite=opts.overwrite,
-        chunk_frames=opts.chunk_frames,
-        size=opts.size,
-        fps=opts.fps,
-        coder=opts.coder,
-        device=opts.device,
-    )
-    print(
-        f"compressed {opts.input} ({result.frames}x{result.height}x{result.width}) -> {result.path}: "
-        f"{result.file_bytes} bytes, {result.bits_per_pixel:.4f} bits/pixel, codes {result.codes_shape}, "
-        f"{result.coder} coder"
-    )
-    return result
-
-
-@dataclass
-class DecompressOptions:
-    """``tokgen decompress input=in.tok output=out.mp4``: tokenizer codes -> a video (mp4, webm or gif)."""
-
-    input: str = MISSING
-    output: str = MISSING
-    tokenizer: str | None = None  # default: the tokenizer folder recorded in the file
-    overwrite: bool = False
-    chunk_frames: int = 16
-    quality: int | None = None  # the output video's CRF (write_video's default when unset)
-    device: str = "cpu"
-
-
-def decompress(opts: DecompressOptions) -> Path:
-    from tokgen.codec import decompress as run_decompress
-
-    out = run_decompress(
-        opts.input,
-        opts.output,
-        opts.tokenizer,
-        overwrite=opts.overwrite,
-        chunk_frames=opts.chunk_frames,
-        quality=opts.quality,
-        device=opts.device,
-    )
-    print(f"decompressed {opts.input} -> {out}")
-    return out
-
-
-@dataclass
-class MakeShapesOptions:
-    """``tokgen make-shapes out=DIR``: write a Shapes set as mp4 files + ``captions.jsonl``."""
-
-    out: str = MISSING
-    count: int = 100
-    seed: int = 0
-    resolution: int = 64
-    num_frames: int = 17
-    num_objects: int = 1
-    fps: float = 8.0
-    overwrite: bool = False
-
-
-def make_shapes(opts: MakeShapesOptions) -> Path:
-    from tokgen.data.shapes_folder import write_shapes_folder
-
-    out = write_shapes_folder(
-        opts.out,
-        count=opts.count,
-        seed=opts.seed,
-        fps=opts.fps,
-        overwrite=opts.overwrite,
-        resolution=opts.resolution,
-        num_frames=opts.num_frames,
-        num_objects=opts.num_objects,
-    )
-    print(f"wrote {opts.count} Shapes clips and captions.jsonl to {out}")
-    return out
-
-
-@dataclass
-class StoryOptions:
-    """``tokgen story prompts=story.txt out=story.mp4 generator=DIR``: one video across a list of prompts.
-
-    Writes the video, a contact sheet (``.png``, each prompt under its segment) and a ``.json`` sidecar
-    (prompts, frame ranges, seeds, settings). ``prompts`` is a text file (one per line) or YAML/JSON
-    with per-prompt frames/seconds, guidance, temperature, seed. ``init=clip.mp4`` (or an image)
-    continues a given clip. 0 means the default for ``frames_per_prompt`` and ``context``.
-    """
-
-    prompts: str = MISSING
-    out: str = MISSING
-    generator: str = MISSING
-    frames_per_prompt: int = 0
-    context: int = 0
-    guidance: float = 3.0
-    temperature: float = 1.0
-    steps: int = 12
-    seed: int = 0
-    fps: float = 8.0
-    init: str | None = None
-    device: str = "cpu"
-    overwrite: bool = False
-
-
-def story(opts: StoryOptions) -> Path:
-    from tokgen.generator import Generator
-    from tokgen.io.story import story_outputs
-    from tokgen.sampling.prompts import read_prompt_list
-
-    story_outputs(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
-    prompts = read_prompt_list(opts.prompts)
-    generator = Generator.from_pretrained(opts.generator).to(opts.device)
-    result = generator.story(
-        prompts,
-        frames_per_prompt=opts.frames_per_prompt or None,
-        context=opts.context or None,
-        init=opts.init,
-        steps=opts.steps,
-        guidance=opts.guidance,
-        temperature=opts.temperature,
-        seed=opts.seed,
-        fps=opts.fps,
-        progress=True,
-    )
-    paths = result.write(opts.out, fps=opts.fps, overwrite=opts.overwrite)
-    print(f"story of {len(result.frames)} frames: {paths['video']} (contact sheet {paths['sheet']}, {paths['json']})")
-    return paths["video"]
-
-
-@dataclass
-class DemoOptions:
-    """``tokgen demo``: train (or reuse) a small tokenizer and generator on Shapes, then write a three-prompt story.
-
-    Each stage is skipped when its output exists in ``out`` (delete ``out/tokenizer`` or ``out/generator``
-    to train again). The defaults fit in about 20 minutes on 2 CPU cores.
-    """
-
-    out: str = "runs/demo"
-    tokenizer_minutes: float = 6.0
-    generator_minutes: float = 8.0
-    clips: int = 3000  # Shapes clips encoded into token shards for the generator
-    seed: int = 0
-
-
-def demo(opts: DemoOptions) -> Path:
-    from tokgen.demo import run_demo
-
-    return run_demo(
-        Path(opts.out),
-        tokenizer_minutes=opts.tokenizer_minutes,
-        generator_minutes=opts.generator_minutes,
-        clips=opts.clips,
-        compose=compose_config,
-        fit=run,
-        seed=opts.seed,
-    )
-
-
-@dataclass
-class EvaluateOptions:
-    """``tokgen evaluate model=DIR``: report.md + PNGs + metrics.json for a tokenizer or generator folder."""
-
-    # Defaults are the written protocol, as in tokgen.evaluate.EvaluateConfig (a test keeps them equal).
-    # out= defaults to runs/evaluate/<model>-<time>; i3d=FILE adds I3D-FVD, clip=DIR the CLIP score.
-
-    model: str = MISSING
-    out: str = ""
-    num_clips: int = 256
-    seeds: int = 3
-    batch_size: int = 16
-    data: str = "shapes"
-    resolution: int = 64
-    num_frames: int = 17
-    steps: int = 12
-    guidance: float = 3.0
-    diversity_prompts: int = 8
-    diversity_seeds: int = 4
-    stories: int = 8
-    i3d: str = ""
-    clip: str = ""
-    overwrite: bool = False
-
-
-def evaluate(opts: EvaluateOptions) -> Path:
-    from dataclasses import asdict
-
-    from tokgen.evaluate import EvaluateConfig, default_out
-    from tokgen.evaluate import evaluate as run_evaluation
-
-    settings = {k: v for k, v in asdict(opts).items() if k not in ("model", "out", "overwrite")}
-    out = Path(opts.out) if opts.out else default_out(opts.model)
-    report = run_evaluation(opts.model, out, EvaluateConfig(**settings), overwrite=opts.overwrite)
-    print(f"report: {report}")
-    return report
 
 
 # ------------------------------------------------------------------------------- the table
