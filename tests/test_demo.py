@@ -29,19 +29,9 @@ def tiny_compose(overrides: list[str]):
 def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "demo"
     prompts = ("a red circle moves right", "the red circle moves up")
-    run_demo(
-        out,
-        tokenizer_minutes=1,
-        generator_minutes=1,
-        clips=12,
-        compose=tiny_compose,
-        fit=run,
-        prompts=prompts,
-        resolution=16,
-        num_frames=9,
-        generator_frames=5,
-        frames_per_prompt=8,
-    )
+    settings = dict(tokenizer_minutes=1, generator_minutes=1, clips=12, compose=tiny_compose, fit=run, prompts=prompts)
+    settings |= dict(resolution=16, num_frames=9, generator_frames=5, frames_per_prompt=8)  # the tiny presets
+    run_demo(out, **settings)
     first = capsys.readouterr().out
     assert "training the small tokenizer" in first and "training the small masked transformer" in first
     for name in (
@@ -60,19 +50,7 @@ def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest
     assert read_video(out / "story.mp4").shape == (17, 16, 16, 3)
 
     tokenizer_bytes = (out / "tokenizer" / "model.safetensors").read_bytes()
-    run_demo(
-        out,
-        tokenizer_minutes=1,
-        generator_minutes=1,
-        clips=12,
-        compose=tiny_compose,
-        fit=run,
-        prompts=prompts,
-        resolution=16,
-        num_frames=9,
-        generator_frames=5,
-        frames_per_prompt=8,
-    )
+    run_demo(out, **settings)
     second = capsys.readouterr().out
     assert "reusing" in second and "training" not in second
     assert (out / "tokenizer" / "model.safetensors").read_bytes() == tokenizer_bytes

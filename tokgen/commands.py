@@ -6,8 +6,10 @@ itself lives in the modules these functions call.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+
+from tokgen.evaluate_config import EvaluateConfig
 
 
 @dataclass
@@ -204,38 +206,24 @@ def demo(opts: DemoOptions) -> Path:
     )
 
 
-@dataclass
-class EvaluateOptions:
-    """``tokgen evaluate model=DIR``: report.md + PNGs + metrics.json for a tokenizer or generator folder."""
+@dataclass(kw_only=True)
+class EvaluateOptions(EvaluateConfig):
+    """``tokgen evaluate model=DIR``: report.md + PNGs + metrics.json for a tokenizer or generator folder.
 
-    # Defaults are the written protocol, as in tokgen.evaluate.EvaluateConfig (a test keeps them equal).
-    # out= defaults to runs/evaluate/<model>-<time>; i3d=FILE adds I3D-FVD, clip=DIR the CLIP score.
+    The measurement settings and their defaults (the written protocol) are `EvaluateConfig`'s. ``out``
+    defaults to runs/evaluate/<model>-<time>; i3d=FILE adds I3D-FVD, clip=DIR the CLIP score.
+    """
 
     model: str = MISSING
     out: str = ""
-    num_clips: int = 256
-    seeds: int = 3
-    batch_size: int = 16
-    data: str = "shapes"
-    resolution: int = 64
-    num_frames: int = 17
-    steps: int = 12
-    guidance: float = 3.0
-    diversity_prompts: int = 8
-    diversity_seeds: int = 4
-    stories: int = 8
-    i3d: str = ""
-    clip: str = ""
     overwrite: bool = False
 
 
 def evaluate(opts: EvaluateOptions) -> Path:
-    from dataclasses import asdict
-
-    from tokgen.evaluate import EvaluateConfig, default_out
+    from tokgen.evaluate import default_out
     from tokgen.evaluate import evaluate as run_evaluation
 
-    settings = {k: v for k, v in asdict(opts).items() if k not in ("model", "out", "overwrite")}
+    settings = {f.name: getattr(opts, f.name) for f in fields(EvaluateConfig)}
     out = Path(opts.out) if opts.out else default_out(opts.model)
     report = run_evaluation(opts.model, out, EvaluateConfig(**settings), overwrite=opts.overwrite)
     print(f"report: {report}")
