@@ -91,3 +91,13 @@ def test_config_checks() -> None:
         TokenizerTrainConfig(perceptual_weight=1.0)
     with pytest.raises(ValueError, match="unknown TokenizerConfig fields"):
         TokenizerConfig.from_dict({"dim": 8, "depth": 3})
+
+
+def test_quantizer_mix_schedule() -> None:
+    # Continuous for the warm-up steps, then linearly onto the codes, reaching them after the ramp.
+    train = TokenizerTrainConfig(quantizer_warmup_steps=10, quantizer_ramp_steps=3)
+    assert [train.quantizer_mix(step) for step in (0, 9, 10, 11, 12, 13, 100)] == [0, 0, 0.25, 0.5, 0.75, 1, 1]
+    assert TokenizerTrainConfig().quantizer_mix(0) == 1.0  # no warm-up: codes from the first step
+    assert TokenizerTrainConfig(quantizer_warmup_steps=5).quantizer_mix(5) == 1.0  # a hard switch
+    with pytest.raises(ValueError, match="quantizer_ramp_steps must be >= 0"):
+        TokenizerTrainConfig(quantizer_ramp_steps=-1)

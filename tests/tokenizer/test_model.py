@@ -161,7 +161,7 @@ def test_quantizer_loss_reaches_the_encoder() -> None:
     assert model.get_parameter("to_rest.weight").grad is None  # the decoder plays no part in it
 
 
-def test_skip_quantizer_decodes_the_continuous_latents() -> None:
+def test_quantizer_mix_zero_decodes_the_continuous_latents() -> None:
     # Quantizer warm-up: a perturbation far below one code cell leaves the codes, and so the quantized
     # reconstruction, unchanged, but moves the reconstruction decoded from the continuous latents.
     model = tiny(quantizer="fsq")
@@ -169,12 +169,30 @@ def test_skip_quantizer_decodes_the_continuous_latents() -> None:
     nudged = video + 1e-3 * torch.randn(video.shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         quantized, nudged_quantized = model(video), model(nudged)
-        continuous, nudged_continuous = model(video, skip_quantizer=True), model(nudged, skip_quantizer=True)
+        continuous, nudged_continuous = model(video, quantizer_mix=0.0), model(nudged, quantizer_mix=0.0)
     assert torch.equal(quantized.codes, nudged_quantized.codes)
     assert torch.equal(quantized.recon, nudged_quantized.recon)
     assert not torch.allclose(continuous.recon, nudged_continuous.recon, atol=1e-7)
     assert not torch.allclose(continuous.recon, quantized.recon, atol=1e-3)
     assert torch.equal(continuous.codes, quantized.codes)  # codes are still reported
+
+
+def test_quantizer_mix_blends_the_decoder_input_linearly() -> None:
+    # The decoder sees x + mix * (q - x): its input at mix 0.25 is a quarter of the way from the
+    # continuous latents to the codes, with straight-through gradients reaching the encoder.
+    model = tiny(quantizer="fsq")
+    seen = []
+    model.dec_time.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    video = clip()
+    outputs = {mix: model(video, quantizer_mix=mix) for mix in (0.0, 0.25, 1.0)}
+    grid = model._grid(*outputs[1.0].codes.shape[2:], video)
+    continuous, blended, quantized = (x - grid for x in seen)  # the decoder adds the position table first
+    assert torch.allclose(blended, continuous + 0.25 * (quantized - continuous), atol=1e-5)
+    assert not torch.allclose(outputs[0.25].recon, outputs[1.0].recon, atol=1e-4)
+    outputs[0.25].recon.pow(2).mean().backward()
+    assert model.embed_rest.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"quantizer_mix must be in \[0, 1\], got 1.5"):
+        model(video, quantizer_mix=1.5)
 
 
 @pytest.mark.parametrize(

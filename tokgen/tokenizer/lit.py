@@ -96,8 +96,8 @@ class TokenizerLit(L.LightningModule):
         schedulers = self.lr_schedulers()
         tc = self.train_config
 
-        warming_up = self.global_step < tc.quantizer_warmup_steps
-        out = self.model(video, skip_quantizer=warming_up)
+        mix = tc.quantizer_mix(self.global_step)
+        out = self.model(video, quantizer_mix=mix)
         recon_loss = self._recon_loss(out.recon, video)
         nll = recon_loss
         if self.perceptual is not None:
@@ -105,7 +105,7 @@ class TokenizerLit(L.LightningModule):
             nll = nll + tc.perceptual_weight * perceptual
             self.log("train/perceptual", perceptual)
         # No commitment pull while the decoder does not see the codes: it would only shrink the latents.
-        loss = nll if warming_up else nll + tc.quantizer_weight * out.quantizer_loss
+        loss = nll if mix == 0.0 else nll + tc.quantizer_weight * out.quantizer_loss
         gan_on = self._gan_active()
         if gan_on:
             g_loss = generator_adversarial_loss(self.discriminator(out.recon))
@@ -144,6 +144,7 @@ class TokenizerLit(L.LightningModule):
                 "train/quantizer": out.quantizer_loss,
                 "train/psnr": psnr(out.recon.detach(), video).mean(),
                 "train/batch_usage": codebook_usage(counts),
+                "train/quantizer_mix": mix,
             },
             prog_bar=False,
         )

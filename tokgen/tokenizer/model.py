@@ -247,20 +247,26 @@ class VideoTokenizer(nn.Module):
             frames.append(x[:, :, self._frame(start) - self._frame(context) :])
         return torch.cat(frames, dim=2)
 
-    def forward(self, video: Tensor, *, skip_quantizer: bool = False) -> TokenizerOutput:
+    def forward(self, video: Tensor, *, quantizer_mix: float = 1.0) -> TokenizerOutput:
         """Training pass: encode, quantize (straight-through gradients), decode, in one piece.
 
         Args:
             video: ``(b, c, T, H, W)`` in [-1, 1].
-            skip_quantizer: decode the continuous latents instead of their codes (quantizer warm-up:
-                a narrow quantized bottleneck learns shape long before colour, so training first finds
-                an informative latent space without it). Codes and the quantizer's loss are still
-                computed, and a VQ codebook keeps following the encoder through its EMA.
+            quantizer_mix: what the decoder sees, ``x + mix * (quantized - x)``: 1 the codes, 0 the
+                continuous latents ``x``, between a blend (quantizer warm-up: through a narrow
+                quantized bottleneck from step 0 the model learns where objects are long before their
+                colour, so training first finds an informative latent space, then moves onto the codes
+                gradually). Codes and the quantizer's loss are computed whatever the mix, and a VQ
+                codebook keeps following the encoder through its EMA.
         """
+        if not 0.0 <= quantizer_mix <= 1.0:
+            raise ValueError(f"quantizer_mix must be in [0, 1], got {quantizer_mix}")
         _, h, _ = self._check_video(video)
         x = self._encode_latents(video, first=0)
         quant = self.quantizer(x.flatten(1, 2))  # (b, t*s, d)
-        quantized = x if skip_quantizer else quant.quantized.view_as(x)
+        quantized = quant.quantized.view_as(x)
+        if quantizer_mix < 1.0:
+            quantized = x + quantizer_mix * (quantized - x)
         recon = self._decode_latents(quantized, first=0, h=h)
         codes = rearrange(quant.indices, "b (t h w) -> b t h w", t=x.shape[1], h=h)
         return TokenizerOutput(recon=recon, codes=codes, quantizer_loss=quant.loss)
