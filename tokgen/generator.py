@@ -6,9 +6,7 @@ A generator folder holds ``tokenizer/`` and ``transformer/`` exports (each ``con
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,58 +15,16 @@ import torch
 from tokgen.generator_folder import check_generator_parts, generator_folder, tokenizer_geometry
 from tokgen.io.checkpoint import check_writable, load_pretrained, save_pretrained
 from tokgen.io.convert import frames_to_tensor, tensor_to_frames
-from tokgen.io.story import StorySegment, write_story
+from tokgen.io.story import StorySegment
 from tokgen.io.video import read_video
 from tokgen.sampling.maskgit import sample_from_prompts, text_logits_fn
 from tokgen.sampling.prompts import PromptSpec
-from tokgen.sampling.story import Segment, Window, plan_windows, story_sample
+from tokgen.sampling.story import Segment, plan_windows, story_sample
+from tokgen.story import Story, window_progress
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
 from tokgen.transformer.config import TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
-
-
-@dataclass(frozen=True)
-class Story:
-    """What ``Generator.story`` returns.
-
-    Attributes:
-        frames: uint8 ``(T, H, W, 3)``, the given ``init`` frames (decoded from their codes) first.
-        codes: ``(1, t, h, w)`` long, the story's codes (``T = 1 + (t - 1) * temporal_patch``).
-        segments: one per prompt, in order, covering ``[init_frames, T)``.
-        windows: the sampler calls, in latent frames (``tokgen.sampling.story.Window``).
-        seams: the first pixel frame of each window that continued carried codes (where windows meet).
-        init_frames: pixel frames given by ``init`` (0 without).
-        settings: the sampling settings, for the sidecar.
-    """
-
-    frames: np.ndarray
-    codes: torch.Tensor
-    segments: tuple[StorySegment, ...]
-    windows: tuple[Window, ...]
-    seams: tuple[int, ...] = ()
-    init_frames: int = 0
-    settings: dict = field(default_factory=dict)
-
-    def write(self, out: str | Path, *, fps: float = 8.0, overwrite: bool = False) -> dict[str, Path]:
-        """Write ``out`` (the video) with a ``.png`` contact sheet and a ``.json`` sidecar beside it."""
-        windows = [{"segment": w.segment, "latent": [w.start, w.stop], "context": w.context} for w in self.windows]
-        extra = {"settings": self.settings, "windows": windows, "seams": list(self.seams)}
-        frames, segments, init = self.frames, self.segments, self.init_frames
-        return write_story(out, frames, segments, init_frames=init, fps=fps, extra=extra, overwrite=overwrite)
-
-
-@contextlib.contextmanager
-def _window_progress(show: bool, total: int) -> Iterator[Callable[[Window], None] | None]:
-    """A rich progress bar over story windows (or nothing), advanced by the callback it yields."""
-    if not show:
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress() as bar:
-        task = bar.add_task("story windows", total=total)
-        yield lambda _window: bar.advance(task)
 
 
 class Generator:
@@ -313,7 +269,7 @@ class Generator:
         def logits_for(i: int):
             return text_logits_fn(self.transformer, text.emb[i : i + 1], text.mask[i : i + 1], null.emb, null.mask)
 
-        with _window_progress(progress, len(planned)) as advance:
+        with window_progress(progress, len(planned)) as advance:
             result = story_sample(
                 logits_for,
                 segments,
