@@ -18,7 +18,7 @@ Axis legend: b batch, c channels, t frames, h height, w width, d feature width.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tokgen.data.shapes import COLORS, MOTIONS, SHAPES, Scene
+from tokgen.dataclass_dict import from_fields
 from tokgen.io.checkpoint import load_pretrained, save_pretrained
 
 KIND = "shapes_net"
@@ -66,10 +67,8 @@ class ShapesNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ShapesNetConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(data) - known):
-            raise ValueError(f"unknown ShapesNetConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        """Build from a plain dict; unknown keys are an error naming the known fields."""
+        return from_fields(cls, data)
 
 
 @dataclass(frozen=True)

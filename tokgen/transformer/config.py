@@ -5,7 +5,9 @@ Presets in ``conf/transformer/*.yaml`` set only the fields that differ.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+
+from tokgen.dataclass_dict import from_fields
 
 
 @dataclass
@@ -73,11 +75,7 @@ class TransformerConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TransformerConfig:
         """Build from a plain dict (``config.json``, a checkpoint's hparams); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TransformerConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)
 
 
 @dataclass
@@ -132,7 +130,5 @@ class TransformerTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TransformerTrainConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown transformer train fields {unknown}")
-        return cls(**data)
+        """Build from a plain dict; unknown keys are an error naming the known fields."""
+        return from_fields(cls, data)
