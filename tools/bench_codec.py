@@ -19,14 +19,15 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tokenizer import cpu_name, load_preset, peak_rss_mb  # noqa: E402
+from bench_common import cpu_name, peak_rss_mb, run_times  # noqa: E402
+from bench_tokenizer import load_preset  # noqa: E402
 
 from tokgen.codec import compress, decode_codes, decompress, encode_frames, load_tokenizer  # noqa: E402
 from tokgen.data.shapes import ShapesDataset  # noqa: E402
@@ -41,15 +42,8 @@ from tokgen.io.video_write import write_video  # noqa: E402
 from tokgen.tokenizer.model import VideoTokenizer  # noqa: E402
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    return run_times(fn, repeats=repeats, warmup=1, sync=lambda: None)
 
 
 def stats(times: list[float]) -> dict[str, float]:

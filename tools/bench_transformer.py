@@ -32,14 +32,12 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_common import datasheet_peak, peak_rss_mb, run_times
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -50,36 +48,10 @@ from tokgen.transformer import MaskedTransformer, TransformerConfig
 PEER_SECONDS = {"guided": 14.6, "unguided": 7.6}
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this whole process so far, in MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """(median, min) seconds of ``repeats`` calls after ``warmup``; the min shows the uncontended cost."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+def timed(fn: Callable[[], object], **timing: object) -> tuple[float, float]:
+    """(median, min) seconds of the timed calls; the min shows the uncontended cost."""
+    times = run_times(fn, **timing)
     return statistics.median(times), min(times)
-
-
-DATASHEET_TFLOPS = {  # dense bf16 / fp32 peaks by a substring of the device name (as in bench_tokenizer.py)
-    "H200": {"bf16": 989.4, "fp32": 66.9},
-    "H100 PCIe": {"bf16": 756.0, "fp32": 51.2},
-    "H100": {"bf16": 989.4, "fp32": 66.9},
-    "A100": {"bf16": 312.0, "fp32": 19.5},
-}
-
-
-def datasheet_peak(device_name: str, dtype: str) -> float | None:
-    return next((p[dtype] * 1e12 for name, p in DATASHEET_TFLOPS.items() if name in device_name), None)
 
 
 def train_step_figures(
