@@ -219,9 +219,11 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
         ax.set_xlabel("bits per pixel (log scale)")
         ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    # One legend under both panels: inside either it covered the codecs' low-rate points.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
