@@ -86,9 +86,8 @@ def worker(shards: Path, out: Path) -> None:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from omegaconf import OmegaConf
 
+    from tests.shards import write_tiny_shards
     from tokgen.cli import compose_config
-    from tokgen.data.shapes import ShapesDataset
-    from tokgen.data.token_shards import write_token_shards
     from tokgen.tokenizer.config import TokenizerConfig
     from tokgen.tokenizer.model import VideoTokenizer
 
@@ -96,19 +95,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = VideoTokenizer(TokenizerConfig(**OmegaConf.to_container(compose_config(["tokenizer=tiny"]).tokenizer)))
     tokenizer.eval()
 
-    def encode_text(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        # transformer_tiny trains its own (learned) text encoder from the captions; these are unused.
-        return torch.zeros(len(prompts), 4, 32), torch.ones(len(prompts), 4, dtype=torch.bool)
-
-    return write_token_shards(
-        ShapesDataset(length=20, seed=0, resolution=16, num_frames=9),
-        tmp_path_factory.mktemp("ddp") / "shards",
-        encode_video=tokenizer.encode,
-        encode_text=encode_text,
-        codebook_size=tokenizer.config.codebook_size,
-        shard_size=8,
-        batch_size=10,
-    )
+    return write_tiny_shards(tokenizer, tmp_path_factory.mktemp("ddp") / "shards", clips=20, batch_size=10)
 
 
 def test_two_process_ddp_fit_checkpoint_resume(shards: Path, tmp_path: Path) -> None:

@@ -10,9 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.shards import write_tiny_shards
 from tokgen.cli import compose_config
-from tokgen.data.shapes import ShapesDataset
-from tokgen.data.token_shards import write_token_shards
 from tokgen.generator import Generator
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.config import TokenizerConfig
@@ -69,20 +68,7 @@ def shards(tiny_configs: dict, tmp_path_factory: pytest.TempPathFactory) -> Path
     """24 Shapes clips as codes of the tiny tokenizer (transformer_tiny holds the first 4 out)."""
     tokenizer = tiny_tokenizer(tiny_configs)
 
-    def encode_text(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        # transformer_tiny trains a learned text encoder on the captions; shard embeddings go unused.
-        return torch.zeros(len(prompts), 4, 32), torch.ones(len(prompts), 4, dtype=torch.bool)
-
-    with torch.no_grad():
-        return write_token_shards(
-            ShapesDataset(length=24, seed=0, resolution=16, num_frames=9),
-            tmp_path_factory.mktemp("shards") / "shards",
-            encode_video=tokenizer.encode,
-            encode_text=encode_text,
-            codebook_size=tokenizer.config.codebook_size,
-            shard_size=8,
-            batch_size=12,
-        )
+    return write_tiny_shards(tokenizer, tmp_path_factory.mktemp("shards") / "shards", clips=24, batch_size=12)
 
 
 def moving_square(frames: int = 9, height: int = 16, width: int = 16) -> np.ndarray:
