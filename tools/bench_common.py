@@ -66,3 +66,25 @@ def matmul_seconds(device: torch.device, dtype: torch.dtype, size: int = 2048, *
     """Median seconds of one ``size x size @ size x size`` matmul."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     return statistics.median(run_times(lambda: a @ b, **timing))
+
+
+def profile_table(fn: Callable[[], object], path: Path, *, steps: int = 3, rows: int = 30) -> str:
+    """Profile ``steps`` calls of ``fn`` (already warmed up) and write the operator table, by device time, to ``path``.
+
+    Returns the table. On a GPU the table is sorted by CUDA time, on a CPU by CPU time: where the step
+    spends its time, to count the work before optimizing it.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    sort = "cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table)
+    return table
