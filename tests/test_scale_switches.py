@@ -93,8 +93,13 @@ def test_compile_switch_compiles_in_place(overrides: list[str]) -> None:
     keys = list(lit.state_dict())
     assert lit.model._compiled_call_impl is None
     lit.configure_model()
-    # Compiled lazily on the first call; the module and its parameter names stay as they were.
-    assert lit.model._compiled_call_impl is not None
+    # Compiled lazily on the first call; the module and its parameter names stay as they were. The
+    # tokenizer compiles each transformer block (regional), the transformer the whole model.
+    compiled = [m for m in lit.model.modules() if m._compiled_call_impl is not None]
+    if "experiment=tokenizer_tiny" in overrides:
+        assert compiled and all(type(m).__name__ == "Block" for m in compiled)
+    else:
+        assert compiled == [lit.model]
     assert list(lit.state_dict()) == keys
 
 

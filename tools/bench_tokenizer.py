@@ -5,7 +5,7 @@ Reference workload: 17-frame 64x64 RGB clips (9 x 8 x 8 = 576 codes each), the `
 no GAN or perceptual loss.
 
     .venv/bin/python tools/bench_tokenizer.py --out bench.json
-    python tools/bench_tokenizer.py --compile --out tools/results/bench_tokenizer_gpu.json   # on a GPU
+    python tools/bench_tokenizer.py --compile --batch 32 --out tools/results/bench_tokenizer_gpu.json   # on a GPU
 
 With CUDA present the defaults switch to the GPU workload: the ``base`` preset on 17-frame 128x128
 clips (9 x 16 x 16 codes), batch 8, bf16 autocast, an 8192^3 baseline matmul; ``--device cpu`` or any
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_common import cpu_name, datasheet_peak, matmul_seconds, peak_rss_mb, run_times
+from bench_common import cpu_name, datasheet_peak, matmul_seconds, peak_rss_mb, profile_table, run_times
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokgen.tokenizer.config import TokenizerConfig
@@ -82,10 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--matmul-size", type=int, default=None, help="baseline matmul (CPU: 2048, GPU: 8192)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each block (train.compile)")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.checkpointing)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--profile", type=Path, default=None, help="write the training step's profiler table here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -162,8 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
         if isinstance(module, Transformer):
             module.checkpointing = args.checkpointing
     if args.compile:
-        model.compile()  # compiled on its first call, inside the untimed warmup
+        model.compile_blocks()  # compiled on their first call, inside the untimed warmup
     result["train_step"] = figures(run_times(step, **timing), train_flops, peak, items=1)
+    if args.profile:
+        print(profile_table(step, args.profile, rows=15))
     # The library's VQ training path multiplies dense one-hot matrices (distances, code lookup, EMA
     # sums); those FLOPs are real work done but would be a gather or a scatter in a leaner design.
     t, h, w = model.codes_shape(args.frames, args.size, args.size)

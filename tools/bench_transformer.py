@@ -5,7 +5,7 @@ defaults (dim 512, depth 6, 8 heads of 64, ff_mult 4), a 16-token prompt of rand
 12 MaskGIT steps with guidance 3 (cond + null in one doubled batch per step) and without guidance.
 
     .venv/bin/python tools/bench_transformer.py --out bench_transformer.json
-    python tools/bench_transformer.py --compile --out tools/results/bench_transformer_gpu.json   # on a GPU
+    python tools/bench_transformer.py --compile --train-batch 32 --out tools/results/bench_transformer_gpu.json  # GPU
 
 A training step is timed too (masked cross-entropy on half the codes, backward, fused AdamW): clips/s,
 tokens/s, utilization and, on a GPU with a known datasheet peak (or ``--peak-tflops``), MFU = model
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_common import datasheet_peak, peak_rss_mb, run_times
+from bench_common import datasheet_peak, peak_rss_mb, profile_table, run_times
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -57,7 +57,7 @@ def timed(fn: Callable[[], object], **timing: object) -> tuple[float, float]:
 def train_step_figures(
     config: TransformerConfig, grid: tuple[int, int, int], text: torch.Tensor, text_mask: torch.Tensor, *,
     batch: int, autocast: Callable, peak: float, datasheet: float | None, compile: bool, checkpointing: bool,
-    timing: dict,
+    timing: dict, profile: Path | None = None,
 ) -> dict:  # fmt: skip
     """Seconds, clips/s, tokens/s, utilization (and MFU) of one training step of a fresh model."""
     device = text.device
@@ -82,6 +82,8 @@ def train_step_figures(
     if compile:
         model.compile()  # compiled on its first call, inside the untimed warmup
     seconds, fastest = timed(step, **timing)
+    if profile:
+        print(profile_table(step, profile, rows=15))
     row = {
         "batch": batch,
         "seconds": seconds,
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--profile", type=Path, default=None, help="write the training step's profiler table here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
                 datasheet_peak(torch.cuda.get_device_name(device), dtype_name) if cuda else None
             ),
             compile=args.compile, checkpointing=args.checkpointing, timing=timing,
+            profile=args.profile and args.profile.with_suffix(f".{dtype_name}.txt"),
         )  # fmt: skip
         forwards = {
             "forward_batch1": run(lambda: logits_fn(masked, guided=False)),

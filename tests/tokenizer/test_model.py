@@ -261,3 +261,14 @@ def test_overfits_one_clip() -> None:
         optimizer.step()
     model.eval()
     assert psnr(model.decode(model.encode(video)), video) > 30
+
+
+def test_rotary_real_form_under_compile_equals_the_complex_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokgen.tokenizer.model import rotary, rotate
+
+    x = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(0))
+    rope = rotary(torch.arange(5), 8)
+    complex_form = rotate(x, rope)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the branch inductor traces
+    torch.testing.assert_close(rotate(x, rope), complex_form, rtol=0, atol=1e-6)
+    assert not torch.allclose(complex_form[..., 1:, :], x[..., 1:, :])  # positions > 0 really rotate

@@ -133,7 +133,7 @@ class TokenizerTrainConfig:
     usage_warn_below: float = 0.05  # warn when validation codebook usage falls below this fraction
     num_previews: int = 4
     # Execution switches (GPU scale; they change neither weights, outputs nor checkpoint keys): recompute
-    # block activations in backward (memory for ~1/3 more compute); torch.compile the model at fit start.
+    # block activations in backward (memory for ~1/3 more compute); torch.compile each block at fit start.
     checkpointing: bool = False
     compile: bool = False
 

@@ -70,7 +70,7 @@ class TokenizerLit(L.LightningModule):
             if isinstance(module, Transformer):
                 module.checkpointing = self.train_config.checkpointing
         if self.train_config.compile:
-            self.model.compile()
+            self.model.compile_blocks()
 
     # ----------------------------------------------------------------------------------- training
     def _recon_loss(self, recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
