@@ -167,3 +167,12 @@ def test_rd_curve_tool_writes_csv_and_plot(tokenizer_dir: Path, clip: Path, tmp_
     assert int(clip_row["bytes"]) - int(clip_row["stream_bytes"]) == header
     assert (tmp_path / "rd.png").stat().st_size > 10_000 and (tmp_path / "rd_clips.csv").exists()
     assert "tokgen:tiny" in result["comparison"]
+    assert {"beats_h264_at_equal_bpp", "beats_vp9_at_equal_bpp_stream"} <= result["comparison"]["tokgen:tiny"].keys()
+
+    # The verdict: interpolated inside the codec's rates; below them only a win over its cheapest file counts.
+    curve = [{"method": "h264", "bpp": 0.2, "psnr": 30.0}, {"method": "h264", "bpp": 0.4, "psnr": 40.0}]
+    assert tool.beats_at_equal_rate(curve, "h264", 0.3, 36.0) is True  # the curve gives ~35.8 dB at 0.3
+    assert tool.beats_at_equal_rate(curve, "h264", 0.3, 35.0) is False
+    assert tool.beats_at_equal_rate(curve, "h264", 0.02, 31.0) is True  # 10x fewer bits than its cheapest, better
+    assert tool.beats_at_equal_rate(curve, "h264", 0.02, 29.0) is None  # below its reach and worse: unknown
+    assert tool.beats_at_equal_rate(curve, "h264", 0.5, 45.0) is None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import statistics
 import sys
@@ -155,6 +156,22 @@ def interpolate_psnr_at(summary: list[dict], method: str, bpp: float, key: str =
     return None
 
 
+def beats_at_equal_rate(summary: list[dict], method: str, bpp: float, psnr: float, key: str = "bpp") -> bool | None:
+    """Whether ``psnr`` at ``bpp`` beats the codec's PSNR at the same rate; None where that cannot be told.
+
+    Inside the codec's range of rates: against its interpolated curve. Below its lowest rate the codec
+    cannot make a file that small at all; the point wins if it still beats the codec's cheapest file,
+    which spends more bits. Above its highest rate (or below, losing to its cheapest file): None.
+    """
+    at_same = interpolate_psnr_at(summary, method, bpp, key=key)
+    if at_same is not None:
+        return bool(psnr > at_same)
+    points = sorted((r[key], r["psnr"]) for r in summary if r["method"] == method)
+    if points and bpp < points[0][0] and psnr > points[0][1]:
+        return True
+    return None
+
+
 def plot(summary: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -194,13 +211,15 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
                         xytext=(3, 3),
                         textcoords="offset points",
                     )
-        for r in (r for r in summary if r["method"].startswith("tokgen")):
+        tokgen = [r for r in summary if r["method"].startswith("tokgen")]
+        tokgen_colors = ["tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+        for r, color in zip(tokgen, itertools.cycle(tokgen_colors)):
             ax.plot(
                 [r["bpp"]],
                 [r[metric]],
                 marker="*",
                 markersize=15,
-                color="tab:red",
+                color=color,
                 linestyle="none",
                 label=f"{r['method']} (file)",
             )
@@ -209,7 +228,7 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
                 [r[metric]],
                 marker="*",
                 markersize=12,
-                color="tab:red",
+                color=color,
                 alpha=0.5,
                 markerfacecolor="none",
                 linestyle="none",
@@ -328,6 +347,11 @@ def main(argv: list[str] | None = None) -> dict | None:
             "h264_psnr_at_same_stream_bpp": interpolate_psnr_at(summary, "h264", r["bpp_stream"], key="bpp_stream"),
             "vp9_psnr_at_same_stream_bpp": interpolate_psnr_at(summary, "vp9", r["bpp_stream"], key="bpp_stream"),
             "h264_lowest_bpp": min(s["bpp"] for s in summary if s["method"] == "h264") if args.h264_crf else None,
+            **{
+                f"beats_{codec}_at_equal_{key}": beats_at_equal_rate(summary, codec, r[key], r["psnr"], key=key)
+                for codec in ("h264", "vp9")
+                for key in ("bpp", "bpp_stream")
+            },
         }
     print(f"{'method':<24} {'setting':>7} {'bpp':>8} {'bpp_strm':>8} {'PSNR':>7} {'SSIM':>6}")
     for r in sorted(summary, key=lambda r: (r["method"], r["bpp"])):
