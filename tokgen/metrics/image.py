@@ -33,7 +33,10 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check(pred, target)
     b = pred.shape[0]
     frames = lambda x: rearrange(x.float().clamp(-1, 1), "b c t h w -> (b t) c h w")  # noqa: E731
-    per_frame = structural_similarity_index_measure(
-        frames(pred), frames(target), data_range=DATA_RANGE, reduction="none"
-    )
+    # fp32 even inside a caller's autocast (validation under bf16-mixed): its Gaussian filter is a
+    # conv2d, which autocast would run in bf16; on mostly-black frames that turned 0.93 into ~0.80.
+    with torch.autocast(pred.device.type, enabled=False):
+        per_frame = structural_similarity_index_measure(
+            frames(pred), frames(target), data_range=DATA_RANGE, reduction="none"
+        )
     return rearrange(per_frame, "(b t) -> b t", b=b).mean(1)
