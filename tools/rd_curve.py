@@ -241,8 +241,9 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
     # One legend under both panels: inside either it covered the codecs' low-rate points.
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    legend_rows = -(-len(labels) // 3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))  # room for the legend's rows under the axes
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
