@@ -68,15 +68,14 @@ def matmul_seconds(device: torch.device, dtype: torch.dtype, size: int = 2048, *
     return statistics.median(run_times(lambda: a @ b, **timing))
 
 
-def profile_table(fn: Callable[[], object], path: Path, *, steps: int = 3, rows: int = 30) -> str:
+def profile_table(fn: Callable[[], object], path: Path, *, cuda: bool, steps: int = 3, rows: int = 30) -> str:
     """Profile ``steps`` calls of ``fn`` (already warmed up) and write the operator table, by device time, to ``path``.
 
-    Returns the table. On a GPU the table is sorted by CUDA time, on a CPU by CPU time: where the step
-    spends its time, to count the work before optimizing it.
+    Returns the table. With ``cuda`` (the step runs on a GPU) it is sorted by CUDA time, else by CPU
+    time: where the step spends its time, to count the work before optimizing it.
     """
     from torch.profiler import ProfilerActivity, profile
 
-    cuda = torch.cuda.is_available()
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     with profile(activities=activities) as prof:
         for _ in range(steps):

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.compile_blocks()  # compiled on their first call, inside the untimed warmup
     result["train_step"] = figures(run_times(step, **timing), train_flops, peak, items=1)
     if args.profile:
-        print(profile_table(step, args.profile, rows=15))
+        print(profile_table(step, args.profile, cuda=cuda, rows=15))
     # The library's VQ training path multiplies dense one-hot matrices (distances, code lookup, EMA
     # sums); those FLOPs are real work done but would be a gather or a scatter in a leaner design.
     t, h, w = model.codes_shape(args.frames, args.size, args.size)

@@ -83,7 +83,7 @@ def train_step_figures(
         model.compile()  # compiled on its first call, inside the untimed warmup
     seconds, fastest = timed(step, **timing)
     if profile:
-        print(profile_table(step, profile, rows=15))
+        print(profile_table(step, profile, cuda=device.type == "cuda", rows=15))
     row = {
         "batch": batch,
         "seconds": seconds,
