@@ -143,3 +143,37 @@ def test_bf16_compile_and_checkpointing_compose_on_gpu(tmp_path: Path) -> None:
     assert isinstance(trainer, L.Trainer) and trainer.precision == "bf16-mixed"
     trainer.fit(lit, datamodule=ClipDataModule(train=clips, val=clips[:4], batch_size=4))
     assert trainer.global_step == 3 and torch.isfinite(torch.tensor(trainer.callback_metrics["train/loss"].item()))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_picks_bf16_only_where_the_cpu_does_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    from tokgen import precision
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    expected = "bf16-mixed" if native else "32-true"
+    assert precision.resolve_precision("auto", "auto") == expected
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("auto", "mps") == "32-true"
+    assert precision.resolve_precision("16-mixed", "cpu") == "16-mixed"  # anything else passes through
+    for preset in ("tokenizer_small_shapes", "transformer_small_shapes"):
+        assert compose_config([f"experiment={preset}"]).trainer.precision == "auto"
+
+
+def test_precision_auto_trains_in_bf16_on_a_cpu_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokgen import precision
+    from tokgen.tokenizer import model as tokenizer_model
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    dtypes, attend = set(), tokenizer_model.attend
+    monkeypatch.setattr(tokenizer_model, "attend", lambda q, *a, **kw: dtypes.add(q.dtype) or attend(q, *a, **kw))
+    overrides = ["experiment=tokenizer_tiny", "trainer.precision=auto", "trainer.max_steps=2", "~callbacks.progress"]
+    folder = run(compose_config([*overrides, f"run_dir={tmp_path / 'run'}"]), "fit")
+    assert OmegaConf.load(folder / "config.yaml").trainer.precision == "bf16-mixed"
+    state = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] >= 2 and torch.bfloat16 in dtypes  # the steps ran under bf16 autocast
+    weights = [v for k, v in state["state_dict"].items() if k.startswith("model.") and v.is_floating_point()]
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights)  # fp32 master weights

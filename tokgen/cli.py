@@ -108,6 +108,8 @@ def run(cfg: DictConfig, verb: str) -> Path:
     import lightning as L
     from hydra.utils import get_class, instantiate
 
+    from tokgen.precision import resolve_precision
+
     if verb not in LIGHTNING_VERBS:
         raise ValueError(f"unknown Lightning verb {verb!r}; expected one of {LIGHTNING_VERBS}")
     if verb != "fit" and not cfg.ckpt_path:
@@ -122,6 +124,10 @@ def run(cfg: DictConfig, verb: str) -> Path:
     run_dir = choose_run_dir(cfg, verb)
     cfg = cfg.copy()
     cfg.run_dir = str(run_dir)
+    # precision=auto is decided here, so config.yaml records what ran
+    cfg.trainer.precision = resolve_precision(
+        cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto")
+    )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     # Build data and model first: a config mistake fails before any folder is made.

@@ -272,3 +272,34 @@ def test_rotary_real_form_under_compile_equals_the_complex_one(monkeypatch: pyte
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the branch inductor traces
     torch.testing.assert_close(rotate(x, rope), complex_form, rtol=0, atol=1e-6)
     assert not torch.allclose(complex_form[..., 1:, :], x[..., 1:, :])  # positions > 0 really rotate
+
+
+@pytest.mark.parametrize(("dtype", "length", "fused"), [(torch.float32, 64, True), (torch.bfloat16, 64, False)])
+def test_attention_kernel_follows_length_and_precision(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, length: int, fused: bool
+) -> None:
+    """64 tokens: SDPA in fp32; explicit matmuls in bf16 on a CPU (its flash backward is slow there)."""
+    from tokgen.tokenizer import model as tokenizer_model
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, length, 16, generator=g) for _ in range(3))
+    reference = F.scaled_dot_product_attention(q, k, v)
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        tokenizer_model.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or sdpa(*a, **kw)
+    )
+    out = tokenizer_model.attend(q.to(dtype), k.to(dtype), v.to(dtype), mask=None, causal=False)
+    assert bool(calls) == fused
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), reference, atol=3e-2, rtol=3e-2)
+
+
+def test_bf16_autocast_forward_matches_fp32() -> None:
+    model, video = tiny(), clip()
+    with torch.no_grad():
+        ref = model(video).recon
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(video).recon
+    assert half.dtype == torch.bfloat16
+    assert (half.float() - ref).abs().mean() < 0.02 * ref.abs().mean() + 1e-3

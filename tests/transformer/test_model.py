@@ -143,3 +143,22 @@ def test_config_checks_and_round_trip() -> None:
         TransformerConfig(dropout=1.0)
     with pytest.raises(ValueError, match=r"unknown TransformerConfig fields \['width'\]"):
         TransformerConfig.from_dict({"width": 3})
+
+
+def test_cpu_bf16_uses_explicit_attention_with_the_same_logits(model: MaskedTransformer) -> None:
+    """Under CPU bf16 autocast the layers attend explicitly (CPU flash is slow in bf16), in fp32 through SDPA."""
+    codes, text, mask = inputs()
+    mask[1] = False  # a fully masked text row: both kernels must zero it alike
+    seen = []
+    hook = model._attends[0].register_forward_pre_hook(lambda m, args: seen.append(m.flash))
+    try:
+        with torch.no_grad():
+            ref = model(codes, text, mask)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                half = model(codes, text, mask)
+            again = model(codes, text, mask)
+    finally:
+        hook.remove()
+    assert seen == [True, False, True]
+    torch.testing.assert_close(again, ref)
+    assert (half.float() - ref).abs().max() < 0.05 * ref.abs().max()

@@ -32,6 +32,7 @@ from tokgen.tokenizer.quantizer import Quantizer
 
 KIND = "tokenizer"
 SHORT_ATTENTION = 32  # attention over at most this many tokens uses explicit matmuls, not SDPA
+SHORT_ATTENTION_CPU_HALF = 128  # the same bound on a CPU in bf16 / fp16 (see `attend`)
 
 
 @dataclass
@@ -96,9 +97,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None, causal: bool
     frames), where fused kernels pad every one of thousands of tiny sequences to a whole tile: explicit
     matmuls are faster on a CPU (2 cores, train step: 14 ms against 23 ms per temporal layer) and, with
     the blocks compiled, on a GPU (H100, bf16, `base` at batch 32: 104 ms against 136 ms per step).
+    On a CPU in bf16 the flash kernel's backward is slow: explicit matmuls win up to ~128 tokens (fwd +
+    bwd, 2 cores: 329 vs 891 ms at 64 tokens), so spatial attention goes explicit too (small step 0.31 -> 0.23 s).
     """
     length = q.shape[-2]
-    if length > SHORT_ATTENTION:
+    cpu_half = q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+    if length > (SHORT_ATTENTION_CPU_HALF if cpu_half else SHORT_ATTENTION):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
     scores = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (..., L, L)
     if mask is None and causal:

@@ -1,0 +1,36 @@
+"""``trainer.precision=auto``: bf16 mixed precision where the hardware does bf16 matmuls natively.
+
+A CPU with AVX-512 BF16 or AMX runs bf16 matmuls 2-3x faster than fp32 (2 EPYC cores: 406 against
+135 GFLOP/s at 2048^3), so the small CPU presets train 1.7-1.8x faster per step in ``bf16-mixed``;
+without those instructions bf16 is emulated and slower than fp32, hence a choice made per machine.
+"""
+
+from __future__ import annotations
+
+import torch
+
+AUTO = "auto"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product instructions (AVX-512 BF16 or AMX tiles)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's probes (private)
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str | int, accelerator: str = "auto") -> str | int:
+    """Lightning's ``precision`` for the Trainer: ``auto`` becomes ``bf16-mixed`` or ``32-true``.
+
+    ``bf16-mixed`` on a CUDA GPU with bf16 (Ampere or newer) when the accelerator is ``auto``, ``gpu``
+    or ``cuda``, and on a CPU with native bf16 when it is ``auto`` (no usable GPU) or ``cpu``;
+    ``32-true`` everywhere else (other accelerators, older GPUs, CPUs that would emulate bf16).
+    Any other value is returned unchanged.
+    """
+    if precision != AUTO:
+        return precision
+    accelerator = str(accelerator).lower()
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator in ("auto", "cpu"):
+        return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    return "32-true"
