@@ -124,10 +124,8 @@ def run(cfg: DictConfig, verb: str) -> Path:
     run_dir = choose_run_dir(cfg, verb)
     cfg = cfg.copy()
     cfg.run_dir = str(run_dir)
-    # precision=auto is decided here, so config.yaml records what ran
-    cfg.trainer.precision = resolve_precision(
-        cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto")
-    )
+    if cfg.trainer.get("precision") == "auto":  # decided here, so config.yaml records what ran
+        cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     # Build data and model first: a config mistake fails before any folder is made.
