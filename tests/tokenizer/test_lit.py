@@ -20,7 +20,13 @@ TINY = [
     "trainer.val_check_interval=2",
     "callbacks.checkpoint.every_n_train_steps=2",
     "~callbacks.progress",
+    "model.train.cooldown=0.5",  # the rate decays over the last half of max_steps
 ]
+
+
+def _lr(ckpt: dict) -> tuple[float, float]:
+    group = ckpt["optimizer_states"][0]["param_groups"][0]
+    return group["lr"], group["initial_lr"]
 
 
 TINY_CONFIG = OmegaConf.to_container(compose_config(["tokenizer=tiny"]).tokenizer)  # the tiny preset
@@ -36,6 +42,8 @@ def test_fit_writes_config_checkpoint_metrics_and_previews(fitted: Path) -> None
     assert "patch_size: 4" in (fitted / "config.yaml").read_text()
     ckpt = torch.load(fitted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4
+    lr, base = _lr(ckpt)  # after step 4 of 4, begun at 3/4 of the run: warm-up 5/100, cooldown (1 - 3/4) / 0.5
+    assert lr == pytest.approx(base * 0.05 * 0.5)
     rows = list(csv.DictReader((fitted / "logs" / "metrics.csv").open()))
     psnrs = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
     assert len(psnrs) == 2 and all(5 < p < 60 for p in psnrs)
@@ -57,6 +65,8 @@ def test_resume_from_last_checkpoint_continues_the_step_count(fitted: Path, tmp_
     )
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6
+    lr, base = _lr(ckpt)  # the schedule resumes too: warm-up 7/100, cooldown (1 - 5/6) / 0.5
+    assert lr == pytest.approx(base * 0.07 / 3)
     assert (fitted / "checkpoints" / "last.ckpt").exists()  # the old run is untouched
 
 

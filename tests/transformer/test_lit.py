@@ -100,14 +100,14 @@ def test_fit_export_generate_and_predict(shards: tuple[Path, Path], tmp_path: Pa
         "~callbacks.progress",
         "trainer.max_steps=4",
         "trainer.val_check_interval=2",
+        "model.train.cooldown=0.5",
     ]
     fitted = run(compose_config([*base, f"run_dir={tmp_path / 'fit'}"]), "fit")
     ckpt = fitted / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["codes_shape"] == [
-        5,
-        4,
-        4,
-    ]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["hyper_parameters"]["codes_shape"] == [5, 4, 4]
+    group = state["optimizer_states"][0]["param_groups"][0]
+    assert group["lr"] == pytest.approx(group["initial_lr"] * 0.5)  # warmed up (5 steps); cooled (1 - 3/4) / 0.5
     assert list((fitted / "samples").iterdir())  # validation sampled and decoded clips
 
     main(["export", f"ckpt={ckpt}", f"out={tmp_path / 'gen'}"])

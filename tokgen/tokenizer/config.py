@@ -109,6 +109,10 @@ class TokenizerTrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    # Linear decay of the rate to 0 over this last fraction of the run (its steps or its max_time,
+    # whichever ends it): tokgen.lr_schedule. 0 holds the rate to the end. The small tokenizer's
+    # 15-minute run on Shapes: 27.3 dB with 0.3, 26.4 dB (26.7 at best) holding the rate.
+    cooldown: float = 0.3
     grad_clip: float | None = 1.0
     recon_loss: str = "l1"  # l1 | l2
     quantizer_weight: float = 1.0
@@ -152,6 +156,8 @@ class TokenizerTrainConfig:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.cooldown < 1.0:
+            raise ValueError(f"train.cooldown must be in [0, 1) (a fraction of the run), got {self.cooldown}")
         if self.perceptual_weight > 0 and not self.perceptual_weights:
             raise ValueError(
                 "train.perceptual_weight > 0 needs train.perceptual_weights: the path of a VGG16 features "

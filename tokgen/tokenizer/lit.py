@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.convert import tensor_to_frames
 from tokgen.io.video_write import write_video
+from tokgen.lr_schedule import lr_factor, run_progress
 from tokgen.metrics.codebook import code_histogram, codebook_perplexity, codebook_usage
 from tokgen.metrics.image import psnr, ssim
 from tokgen.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
@@ -49,6 +50,7 @@ class TokenizerLit(L.LightningModule):
         super().__init__()
         self.tokenizer_config: TokenizerConfig = _as(TokenizerConfig, tokenizer)
         self.train_config: TokenizerTrainConfig = _as(TokenizerTrainConfig, train)
+        self._progress = 0.0  # fraction of the run done, for the rate's cooldown (on_train_batch_start)
         # Plain dicts only: the checkpoint must load with weights_only=True.
         self.save_hyperparameters({"tokenizer": self.tokenizer_config.to_dict(), "train": asdict(self.train_config)})
         self.model = VideoTokenizer(self.tokenizer_config)
@@ -88,6 +90,9 @@ class TokenizerLit(L.LightningModule):
         g_grad = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
         weight = nll_grad.norm() / (g_grad.norm() + 1e-4)
         return weight.clamp(0, 1e4).detach() * self.train_config.gan_weight
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self._progress = run_progress(self.trainer)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         video = batch["video"]
@@ -155,11 +160,11 @@ class TokenizerLit(L.LightningModule):
     def configure_optimizers(self):
         tc = self.train_config
 
-        def warmup(step: int) -> float:
-            return min(1.0, (step + 1) / max(1, tc.warmup_steps))
+        def schedule(step: int) -> float:
+            return lr_factor(step, self._progress, tc.warmup_steps, tc.cooldown)
 
         opt_g = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warmup)
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)
         if self.discriminator is None:
             return [opt_g], [sched_g]
         opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=tc.disc_lr or tc.lr, betas=tc.betas)

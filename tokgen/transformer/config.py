@@ -86,6 +86,10 @@ class TransformerTrainConfig:
     betas: tuple[float, float] = (0.9, 0.96)
     weight_decay: float = 0.05
     warmup_steps: int = 200
+    # Linear decay of the rate to 0 over this last fraction of the run (its steps or its max_time,
+    # whichever ends it): tokgen.lr_schedule. 0 holds the rate to the end. The small tokenizer's
+    # 15-minute run on Shapes: 27.3 dB with 0.3, 26.4 dB (26.7 at best) holding the rate.
+    cooldown: float = 0.3
     grad_clip: float | None = 1.0
     label_smoothing: float = 0.1
     mask_schedule: str = "cosine"  # shared with sampling (tokgen.transformer.masking)
@@ -112,7 +116,7 @@ class TransformerTrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        for name in ("text_dropout", "continuation_prob", "label_smoothing"):
+        for name in ("text_dropout", "continuation_prob", "label_smoothing", "cooldown"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("first_frame_share", "interpolation_share"):

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.video_write import write_video
+from tokgen.lr_schedule import lr_factor, run_progress
 from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
@@ -62,6 +63,7 @@ class TransformerLit(L.LightningModule):
         super().__init__()
         self.transformer_config: TransformerConfig = _as(TransformerConfig, transformer)
         self.train_config: TransformerTrainConfig = _as(TransformerTrainConfig, train)
+        self._progress = 0.0  # fraction of the run done, for the rate's cooldown (on_train_batch_start)
         self.text_config = _text_config(text)
         self.tokenizer_path = str(Path(tokenizer).resolve()) if tokenizer else None
         self.save_hyperparameters(
@@ -178,6 +180,9 @@ class TransformerLit(L.LightningModule):
         return mask
 
     # ----------------------------------------------------------------------------- training
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self._progress = run_progress(self.trainer)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         codes = batch["codes"]
         g = self._generator(salt=1)
@@ -215,7 +220,9 @@ class TransformerLit(L.LightningModule):
             lr=tc.lr,
             betas=tc.betas,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, self._progress, tc.warmup_steps, tc.cooldown)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --------------------------------------------------------------------------- evaluation
