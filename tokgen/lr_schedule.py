@@ -50,4 +50,3 @@ def lr_factor(step: int, progress: float, warmup_steps: int, cooldown: float) ->
     if cooldown > 0:
         factor *= min(1.0, max(0.0, (1.0 - progress) / cooldown))
     return factor
-
