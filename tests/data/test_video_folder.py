@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tokgen.data.datamodule import ClipDataModule
 from tokgen.data.image_folder import ImageFolderDataset
 from tokgen.data.video_folder import VideoFolderDataset
 from tokgen.io.video_write import write_video
@@ -74,6 +75,25 @@ def test_clip_placement_is_seeded(folder: Path) -> None:
     assert len(set(draws)) > 1  # a new clip each epoch
     rand.set_epoch(2)
     assert clip_indices(rand[0]["video"])[0] == draws[2]  # (seed, index, epoch) fix the draw
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_training_loader_draws_new_clips_each_epoch(folder: Path, workers: int) -> None:
+    # Lightning sets only the sampler's epoch; the loader must pass it to the dataset, workers included.
+    def starts(items: list[torch.Tensor]) -> list[int]:
+        return sorted(clip_indices(video)[0] for video in items)
+
+    rand = VideoFolderDataset(folder, num_frames=5, size=16, crop="random", seed=3)
+    loader = ClipDataModule(rand, batch_size=3, num_workers=workers).train_dataloader()
+    seen = []
+    for epoch in range(4):
+        loader.sampler.set_epoch(epoch)  # as Lightning's fit loop does
+        (batch,) = list(loader)
+        seen.append(starts(list(batch["video"])))
+        direct = VideoFolderDataset(folder, num_frames=5, size=16, crop="random", seed=3)
+        direct.set_epoch(epoch)
+        assert seen[-1] == starts([direct[i]["video"] for i in range(3)])
+    assert len({tuple(s) for s in seen}) > 1
 
 
 def test_random_crop_stays_inside_the_frame(tmp_path: Path) -> None:

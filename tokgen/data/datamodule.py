@@ -60,7 +60,9 @@ class ClipDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=shuffle and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Workers copy the dataset when an epoch's iteration starts: a dataset that draws new clips
+            # each epoch (set_epoch) needs fresh copies, persistent workers would keep epoch 0's.
+            persistent_workers=self.num_workers > 0 and not (shuffle and hasattr(dataset, "set_epoch")),
             # Worker seeds come from this generator, not the global one: making a loader must not move
             # the global random state (a resumed run restores it from the checkpoint).
             generator=torch.Generator().manual_seed(self.seed),
@@ -110,6 +112,11 @@ class ResumableDataLoader(DataLoader):
         else:  # a sampler we did not make (e.g. replaced by Lightning): start the epoch from its beginning
             start = 0
         self._delivered = start
+        # Video and image folders with crop="random" draw new clips and squares per epoch; Lightning
+        # tells only the sampler which epoch it is, so pass it on (before workers copy the dataset).
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(int(getattr(self.sampler, "epoch", 0)))
         for batch in super().__iter__():
             self._delivered += 1
             yield batch
