@@ -143,6 +143,7 @@ class StoryOptions:
     context: int = 0
     guidance: float = 3.0
     temperature: float = 1.0
+    top_k: int | None = 16  # tokgen.sampling.maskgit.DEFAULT_TOP_K; null samples from every code
     steps: int = 12
     seed: int = 0
     fps: float = 8.0
@@ -167,6 +168,7 @@ def story(opts: StoryOptions) -> Path:
         steps=opts.steps,
         guidance=opts.guidance,
         temperature=opts.temperature,
+        top_k=opts.top_k,
         seed=opts.seed,
         fps=opts.fps,
         progress=True,

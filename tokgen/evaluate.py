@@ -169,7 +169,12 @@ def generate_videos(generator: Generator, prompts: list[str], *, config: Evaluat
     for start in range(0, len(prompts), config.batch_size):
         batch = prompts[start : start + config.batch_size]
         codes = generator.sample_codes(
-            batch, generator.codes_shape, steps=config.steps, guidance=config.guidance, seed=seed * 1_000_003 + start
+            batch,
+            generator.codes_shape,
+            steps=config.steps,
+            guidance=config.guidance,
+            top_k=config.top_k,
+            seed=seed * 1_000_003 + start,
         )
         videos.append(generator.tokenizer.decode(codes).clamp(-1, 1))
     return torch.cat(videos)
@@ -243,7 +248,10 @@ def evaluate_generator(
         "seeds": list(range(config.seeds)),
         "real_split": f"single-object Shapes, dataset seed {REAL_SEED} + s; floor: seed {FLOOR_SEED} + s",
         "prompts": "the real split's captions (one generated clip per real clip)",
-        "sampling": f"MaskGIT, steps={config.steps}, guidance={config.guidance}, batch {config.batch_size}",
+        "sampling": (
+            f"MaskGIT, steps={config.steps}, guidance={config.guidance}, top_k={config.top_k}, "
+            f"batch {config.batch_size}"
+        ),
         "pipeline": "decoded float tensors straight to the metrics (no mp4 round trip)",
         "aggregate": "mean ± sample std over seeds",
         "shapes_fvd": f"{NOT_COMPARABLE}; the network sees {net.config.resolution} px, trained on "
@@ -264,7 +272,7 @@ def evaluate_stories(generator: Generator, config: EvaluateConfig, *, resolution
     stories = shapes_stories(config.stories, seed=STORY_SEED, frames_per_prompt=per_prompt, resolution=resolution)
     scores = []
     for i, prompts in enumerate(track(stories, description="evaluating stories")):
-        story = generator.story(prompts, steps=config.steps, guidance=config.guidance, seed=i)
+        story = generator.story(prompts, steps=config.steps, guidance=config.guidance, top_k=config.top_k, seed=i)
         ranges = [(segment.start, segment.stop) for segment in story.segments]
         scores.append(score_story(story.frames, prompts, ranges, story.seams))
     return summarize(scores)

@@ -16,7 +16,7 @@ class EvaluateConfig:
         data: tokenizer data: ``shapes`` or a video folder.
         resolution: tokenizer clips' side in pixels (the generator uses its own).
         num_frames: tokenizer clip length (the generator uses the length it was trained on).
-        steps, guidance: MaskGIT sampling settings of the generator.
+        steps, guidance, top_k: MaskGIT sampling settings of the generator.
         diversity_prompts, diversity_seeds: prompts sampled with several seeds for diversity.
         stories: Shapes stories (3 prompts each) for per-segment adherence and seam jumps (0 skips).
         i3d: I3D weights file for the published FVD ('' skips it).
@@ -31,6 +31,7 @@ class EvaluateConfig:
     num_frames: int = 17
     steps: int = 12
     guidance: float = 3.0
+    top_k: int | None = 16  # tokgen.sampling.maskgit.DEFAULT_TOP_K
     diversity_prompts: int = 8
     diversity_seeds: int = 4
     stories: int = 8

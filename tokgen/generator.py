@@ -17,7 +17,7 @@ from tokgen.io.checkpoint import check_writable, load_pretrained, save_pretraine
 from tokgen.io.convert import frames_to_tensor, tensor_to_frames
 from tokgen.io.story import StorySegment
 from tokgen.io.video import read_video
-from tokgen.sampling.maskgit import sample_from_prompts, text_logits_fn
+from tokgen.sampling.maskgit import DEFAULT_TOP_K, sample_from_prompts, text_logits_fn
 from tokgen.sampling.prompts import PromptSpec
 from tokgen.sampling.story import Segment, plan_windows, story_sample
 from tokgen.story import Story, window_progress
@@ -122,7 +122,7 @@ class Generator:
         steps: int = 12,
         guidance: float = 3.0,
         temperature: float = 1.0,
-        top_k: int | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
@@ -153,7 +153,7 @@ class Generator:
         steps: int = 12,
         guidance: float = 3.0,
         temperature: float = 1.0,
-        top_k: int | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
     ) -> np.ndarray | list[np.ndarray]:
         """Generate uint8 frames ``(T, H, W, 3)`` for a prompt (a list of them for a list of prompts).
@@ -164,7 +164,7 @@ class Generator:
             steps: MaskGIT decoding steps (forward passes).
             guidance: classifier-free guidance scale (1 = none; conditional and null share one forward).
             temperature: sampling temperature (0 = greedy).
-            top_k: sample only among the k most likely codes.
+            top_k: sample only among the k most likely codes (None: all; see ``DEFAULT_TOP_K``).
             seed: random seed; prompt ``i`` uses ``seed + i``.
         """
         single = isinstance(prompts, str)
@@ -218,7 +218,7 @@ class Generator:
         steps: int = 12,
         guidance: float = 3.0,
         temperature: float = 1.0,
-        top_k: int | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
         init: np.ndarray | str | Path | None = None,
         fps: float = 8.0,
@@ -306,7 +306,7 @@ class Generator:
         steps: int = 12,
         guidance: float = 3.0,
         temperature: float = 1.0,
-        top_k: int | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
     ) -> np.ndarray:
         """Frames between ``start`` and ``end`` (CogVideo's interpolation): both ends' codes known, the middle sampled.

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from tokgen.generator import Generator
 from tokgen.metrics.story import score_story, shapes_stories, summarize
+from tokgen.sampling.maskgit import DEFAULT_TOP_K
 
 TARGET = 0.85
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="0: sample from every code")
     parser.add_argument("--seed", type=int, default=0, help="picks the stories and seeds their sampling")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON results and example stories")
@@ -66,6 +68,7 @@ def main() -> None:
             steps=args.steps,
             guidance=args.guidance,
             temperature=args.temperature,
+            top_k=args.top_k or None,
             seed=args.seed * 1000 + i * len(prompts),
         )
         score = score_story(story.frames, prompts, [(s.start, s.stop) for s in story.segments], story.seams)

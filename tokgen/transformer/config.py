@@ -108,6 +108,7 @@ class TransformerTrainConfig:
     num_samples: int = 4
     sample_steps: int = 12
     sample_guidance: float = 3.0
+    sample_top_k: int | None = 16  # tokgen.sampling.maskgit.DEFAULT_TOP_K: clears label smoothing's floor
     # Execution switches (GPU scale; neither changes the weights, outputs or checkpoint keys): recompute
     # each block's activations in the backward pass instead of storing them (memory for ~1/3 more
     # compute), and torch.compile the model when training starts.
@@ -131,6 +132,8 @@ class TransformerTrainConfig:
             raise ValueError(f"train.val_mask_ratio must be in (0, 1], got {self.val_mask_ratio}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.sample_top_k is not None and self.sample_top_k < 1:
+            raise ValueError(f"train.sample_top_k must be >= 1 or null (every code), got {self.sample_top_k}")
 
     @classmethod
     def from_dict(cls, data: dict) -> TransformerTrainConfig:

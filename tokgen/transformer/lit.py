@@ -276,6 +276,7 @@ class TransformerLit(L.LightningModule):
             steps=steps or tc.sample_steps,
             guidance=tc.sample_guidance if guidance is None else guidance,
             temperature=temperature,
+            top_k=tc.sample_top_k,
             schedule=tc.mask_schedule,
             known=known,
             known_mask=known_mask,
@@ -337,6 +338,7 @@ class TransformerLit(L.LightningModule):
         settings = {
             "steps": tc.sample_steps,
             "guidance": tc.sample_guidance,
+            "top_k": tc.sample_top_k,
             "schedule": tc.mask_schedule,
             "fps": fps,
         }
