@@ -164,12 +164,12 @@ def test_precision_auto_picks_bf16_only_where_the_cpu_does_it_natively(
 
 def test_precision_auto_trains_in_bf16_on_a_cpu_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tokgen import precision
-    from tokgen.tokenizer import model as tokenizer_model
+    from tokgen.tokenizer import blocks as tokenizer_blocks
 
     monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    dtypes, attend = set(), tokenizer_model.attend
-    monkeypatch.setattr(tokenizer_model, "attend", lambda q, *a, **kw: dtypes.add(q.dtype) or attend(q, *a, **kw))
+    dtypes, attend = set(), tokenizer_blocks.attend
+    monkeypatch.setattr(tokenizer_blocks, "attend", lambda q, *a, **kw: dtypes.add(q.dtype) or attend(q, *a, **kw))
     overrides = ["experiment=tokenizer_tiny", "trainer.precision=auto", "trainer.max_steps=2", "~callbacks.progress"]
     folder = run(compose_config([*overrides, f"run_dir={tmp_path / 'run'}"]), "fit")
     assert OmegaConf.load(folder / "config.yaml").trainer.precision == "bf16-mixed"

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from bench_common import cpu_name, datasheet_peak, matmul_seconds, peak_rss_mb, profile_table, run_times
 from torch.utils.flop_counter import FlopCounterMode
 
+from tokgen.tokenizer.blocks import Transformer
 from tokgen.tokenizer.config import TokenizerConfig
-from tokgen.tokenizer.model import Transformer, VideoTokenizer
+from tokgen.tokenizer.model import VideoTokenizer
 
 PRESETS = Path(__file__).resolve().parents[1] / "conf" / "tokenizer"
 

@@ -264,7 +264,7 @@ def test_overfits_one_clip() -> None:
 
 
 def test_rotary_real_form_under_compile_equals_the_complex_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tokgen.tokenizer.model import rotary, rotate
+    from tokgen.tokenizer.blocks import rotary, rotate
 
     x = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(0))
     rope = rotary(torch.arange(5), 8)
@@ -279,7 +279,7 @@ def test_attention_kernel_follows_length_and_precision(
     monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, length: int, fused: bool
 ) -> None:
     """64 tokens: SDPA in fp32; explicit matmuls in bf16 on a CPU (its flash backward is slow there)."""
-    from tokgen.tokenizer import model as tokenizer_model
+    from tokgen.tokenizer import blocks as tokenizer_blocks
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, length, 16, generator=g) for _ in range(3))
@@ -287,9 +287,9 @@ def test_attention_kernel_follows_length_and_precision(
     calls = []
     sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(
-        tokenizer_model.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or sdpa(*a, **kw)
+        tokenizer_blocks.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or sdpa(*a, **kw)
     )
-    out = tokenizer_model.attend(q.to(dtype), k.to(dtype), v.to(dtype), mask=None, causal=False)
+    out = tokenizer_blocks.attend(q.to(dtype), k.to(dtype), v.to(dtype), mask=None, causal=False)
     assert bool(calls) == fused
     assert out.dtype == dtype
     torch.testing.assert_close(out.float(), reference, atol=3e-2, rtol=3e-2)

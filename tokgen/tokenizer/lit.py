@@ -66,7 +66,7 @@ class TokenizerLit(L.LightningModule):
 
     def configure_model(self) -> None:
         # Execution switches, applied in place so parameter names (and checkpoints) stay as they are.
-        from tokgen.tokenizer.model import Transformer
+        from tokgen.tokenizer.blocks import Transformer
 
         for module in self.model.modules():
             if isinstance(module, Transformer):
