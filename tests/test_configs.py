@@ -91,6 +91,8 @@ def test_config_checks() -> None:
         TokenizerTrainConfig(perceptual_weight=1.0)
     with pytest.raises(ValueError, match="unknown TokenizerConfig fields"):
         TokenizerConfig.from_dict({"dim": 8, "depth": 3})
+    with pytest.raises(ValueError, match="refine_channels must be >= 0"):
+        TokenizerConfig(refine_channels=-1)
 
 
 def test_quantizer_mix_schedule() -> None:

@@ -55,14 +55,27 @@ def test_encoder_is_causal(window: int | None) -> None:
         assert torch.equal(model.encode(video[:, :, : 1 + 2 * k]), codes[:, : 1 + k]), k
 
 
-@pytest.mark.parametrize("window", [2, None])
-def test_decoder_is_causal(window: int | None) -> None:
-    model = tiny(temporal_window=window)
+@pytest.mark.parametrize(("window", "refine"), [(2, 0), (None, 0), (2, 4)])
+def test_decoder_is_causal(window: int | None, refine: int) -> None:
+    model = tiny(temporal_window=window, refine_channels=refine)
+    if refine:  # a trained refinement, not the identity it starts as
+        torch.nn.init.normal_(model.refine.net[-1].weight, std=0.1)
     codes = model.encode(clip(frames=13))
     video = model.decode(codes)
     assert video.shape == (2, 3, 13, 16, 16)
     for k in range(7):
         torch.testing.assert_close(model.decode(codes[:, : 1 + k]), video[:, :, : 1 + 2 * k], atol=1e-5, rtol=0)
+
+
+def test_pixel_refinement_starts_as_the_identity() -> None:
+    model = tiny(refine_channels=4)
+    codes = model.encode(clip())
+    refined = model.decode(codes)
+    refine, model.refine = model.refine, None
+    assert torch.equal(refined, model.decode(codes))  # zero-initialised last convolution
+    torch.nn.init.normal_(refine.net[-1].weight, std=0.1)  # as if trained: now it changes pixels
+    model.refine = refine
+    assert not torch.allclose(model.decode(codes), refined)
 
 
 def test_image_is_a_one_frame_video() -> None:
@@ -73,10 +86,12 @@ def test_image_is_a_one_frame_video() -> None:
     assert model.decode(image_codes).shape == (2, 3, 1, 16, 16)
 
 
-@pytest.mark.parametrize("window", [2, 3, None])
+@pytest.mark.parametrize(("window", "refine"), [(2, 0), (3, 0), (None, 0), (2, 4)])
 @pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_chunked_equals_one_pass(window: int | None, chunk: int) -> None:
-    model = tiny(temporal_window=window, temporal_depth=2)
+def test_chunked_equals_one_pass(window: int | None, refine: int, chunk: int) -> None:
+    model = tiny(temporal_window=window, temporal_depth=2, refine_channels=refine)
+    if refine:
+        torch.nn.init.normal_(model.refine.net[-1].weight, std=0.1)
     video = clip(frames=15)
     codes = model.encode(video)
     assert torch.equal(model.encode(video, chunk_frames=chunk), codes)
@@ -113,8 +128,9 @@ def test_every_quantizer_round_trips(kind: str) -> None:
     assert torch.isfinite(out.recon).all() and torch.isfinite(out.quantizer_loss)
 
 
-def test_save_load_round_trip_without_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tiny()
+@pytest.mark.parametrize("refine", [0, 4])
+def test_save_load_round_trip_without_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refine: int) -> None:
+    model = tiny(refine_channels=refine)
     model.train()(clip())  # move the EMA codebook away from its init so buffers matter
     model.eval()
     model.save_pretrained(tmp_path / "tok")

@@ -31,6 +31,9 @@ class TokenizerConfig:
     heads: int = 8
     dim_head: int = 32
     ff_mult: float = 4.0
+    # Pixel refinement: each token is drawn as its own patch, so patch borders show seams; > 0 adds a
+    # residual per-frame pair of 3x3 convolutions with this many channels over the decoded pixels.
+    refine_channels: int = 0
     # Causal temporal attention sees at most this many latent frames (itself included); None = all.
     # A finite window bounds the memory of chunked encode/decode of long videos and lets
     # positions generalise to any length (with rotary temporal positions).
@@ -64,6 +67,8 @@ class TokenizerConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.refine_channels < 0:
+            raise ValueError(f"TokenizerConfig.refine_channels must be >= 0 (0: none), got {self.refine_channels}")
         if self.temporal_window is not None and self.temporal_window < 1:
             raise ValueError(f"TokenizerConfig.temporal_window must be >= 1 or None, got {self.temporal_window}")
         if self.quantizer == "fsq":

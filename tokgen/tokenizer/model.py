@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tokgen.io.checkpoint import load_pretrained, save_pretrained
-from tokgen.tokenizer.blocks import Block, Transformer, rotary, sincos_2d, window_mask
+from tokgen.tokenizer.blocks import Block, PixelRefine, Transformer, rotary, sincos_2d, window_mask
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.quantizer import Quantizer
 
@@ -67,6 +67,7 @@ class VideoTokenizer(nn.Module):
         self.dec_norm = nn.LayerNorm(d)
         self.to_first = nn.Linear(d, c * p * p)
         self.to_rest = nn.Linear(d, c * pt * p * p)
+        self.refine = PixelRefine(c, config.refine_channels) if config.refine_channels else None
         self._grids: dict[tuple, Tensor] = {}  # 2-D sine tables by (h, w, device); not weights
         own = {id(m) for m in self.quantizer.modules()}  # the quantizer keeps the library's init
         for module in self.modules():
@@ -204,7 +205,8 @@ class VideoTokenizer(nn.Module):
         if x.shape[1]:
             tubes = "b t (h w) (c pt p1 p2) -> b c (t pt) (h p1) (w p2)"
             parts.append(rearrange(self.to_rest(x), tubes, h=h, pt=pt, p1=p, p2=p))
-        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+        video = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+        return video if self.refine is None else self.refine(video)
 
     def _grid(self, h: int, w: int, like: Tensor) -> Tensor:
         """The ``(h * w, d)`` sine table of an ``h x w`` grid, built once per grid and device."""
