@@ -171,3 +171,5 @@ def test_ema_weights_and_gan_switch_compose_and_run(tmp_path: Path) -> None:
     assert any(r.get("train/gan_d") for r in rows)  # the discriminator trained once the GAN switched on
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert any("discriminator" in k for k in ckpt["state_dict"])
+    disc = ckpt["optimizer_states"][1]["param_groups"][0]
+    assert 0 < disc["lr"] < 0.1 * disc["initial_lr"]  # the discriminator's rate is scheduled too

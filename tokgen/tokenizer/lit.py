@@ -137,9 +137,10 @@ class TokenizerLit(L.LightningModule):
             self.manual_backward(d_loss)
             opt_d.step()
             self.log("train/gan_d", d_loss)
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if scheduler is not None:
-                scheduler.step()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        schedulers[0].step()
+        if gan_on and len(schedulers) > 1:  # the discriminator's warm-up counts its own steps
+            schedulers[1].step()
 
         counts = code_histogram(out.codes, self.tokenizer_config.codebook_size)
         self.log_dict(
@@ -168,7 +169,7 @@ class TokenizerLit(L.LightningModule):
         if self.discriminator is None:
             return [opt_g], [sched_g]
         opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=tc.disc_lr or tc.lr, betas=tc.betas)
-        return [opt_g, opt_d], [sched_g]
+        return [opt_g, opt_d], [sched_g, torch.optim.lr_scheduler.LambdaLR(opt_d, schedule)]  # both cool down
 
     # ------------------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:
