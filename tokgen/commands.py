@@ -10,6 +10,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from tokgen.evaluate_config import EvaluateConfig
+from tokgen.transformer.config import DEFAULT_TOP_K
 
 
 @dataclass
@@ -143,7 +144,7 @@ class StoryOptions:
     context: int = 0
     guidance: float = 3.0
     temperature: float = 1.0
-    top_k: int | None = 16  # tokgen.sampling.maskgit.DEFAULT_TOP_K; null samples from every code
+    top_k: int | None = DEFAULT_TOP_K  # null samples from every code
     steps: int = 12
     seed: int = 0
     fps: float = 8.0

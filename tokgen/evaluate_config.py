@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokgen.transformer.config import DEFAULT_TOP_K
+
 
 @dataclass
 class EvaluateConfig:
@@ -31,7 +33,7 @@ class EvaluateConfig:
     num_frames: int = 17
     steps: int = 12
     guidance: float = 3.0
-    top_k: int | None = 16  # tokgen.sampling.maskgit.DEFAULT_TOP_K
+    top_k: int | None = DEFAULT_TOP_K
     diversity_prompts: int = 8
     diversity_seeds: int = 4
     stories: int = 8

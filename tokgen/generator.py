@@ -17,13 +17,13 @@ from tokgen.io.checkpoint import check_writable, load_pretrained, save_pretraine
 from tokgen.io.convert import frames_to_tensor, tensor_to_frames
 from tokgen.io.story import StorySegment
 from tokgen.io.video import read_video
-from tokgen.sampling.maskgit import DEFAULT_TOP_K, sample_from_prompts, text_logits_fn
+from tokgen.sampling.maskgit import sample_from_prompts, text_logits_fn
 from tokgen.sampling.prompts import PromptSpec
 from tokgen.sampling.story import Segment, plan_windows, story_sample
 from tokgen.story import Story, window_progress
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
-from tokgen.transformer.config import TransformerConfig
+from tokgen.transformer.config import DEFAULT_TOP_K, TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
 
 
@@ -164,7 +164,7 @@ class Generator:
             steps: MaskGIT decoding steps (forward passes).
             guidance: classifier-free guidance scale (1 = none; conditional and null share one forward).
             temperature: sampling temperature (0 = greedy).
-            top_k: sample only among the k most likely codes (None: all; see ``DEFAULT_TOP_K``).
+            top_k: sample only among the k most likely codes (None: all; see ``tokgen.transformer.config.DEFAULT_TOP_K``).
             seed: random seed; prompt ``i`` uses ``seed + i``.
         """
         single = isinstance(prompts, str)

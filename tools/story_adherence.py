@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tokgen.generator import Generator
 from tokgen.metrics.story import score_story, shapes_stories, summarize
-from tokgen.sampling.maskgit import DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_TOP_K
 
 TARGET = 0.85
 

@@ -28,13 +28,6 @@ from torch import Tensor
 
 from tokgen.transformer.masking import SCHEDULES, num_masked_after_step
 
-# Models trained with label smoothing (ours: 0.1 over 1024 codes) keep ~10% of every prediction spread
-# evenly over all codes, so sampling from the whole vocabulary drops a random code into ~1 token in 10
-# (stray specks, wrong colours). The generator's default samples among the 16 likeliest codes: on
-# Shapes (small presets, 64 held-out captions, guidance 3) colour right 0.75 -> 0.92, colour, shape and
-# motion all right 0.41 -> 0.55. The sampler itself defaults to the whole vocabulary (top_k=None).
-DEFAULT_TOP_K = 16
-
 
 class LogitsFn(Protocol):
     """``codes (N, t, h, w) long -> logits (N, t, h, w, V) float``; ``guided``: see the module docstring."""
