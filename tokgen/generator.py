@@ -164,7 +164,8 @@ class Generator:
             steps: MaskGIT decoding steps (forward passes).
             guidance: classifier-free guidance scale (1 = none; conditional and null share one forward).
             temperature: sampling temperature (0 = greedy).
-            top_k: sample only among the k most likely codes (None: all; see ``tokgen.transformer.config.DEFAULT_TOP_K``).
+            top_k: sample only among the k most likely codes (None: all; the default is
+                ``tokgen.transformer.config.DEFAULT_TOP_K``).
             seed: random seed; prompt ``i`` uses ``seed + i``.
         """
         single = isinstance(prompts, str)
