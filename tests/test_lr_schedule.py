@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 
@@ -32,6 +34,30 @@ def test_progress_follows_the_time_budget_when_it_ends_the_run_first() -> None:
     timer.load_state_dict({"time_elapsed": {"train": 90.0}})
     assert run_progress(trainer) == 1.0  # clamped
     assert run_progress(_trainer(max_steps=-1)) == 0.0  # unbounded: no cooldown
+
+
+def test_ranks_take_rank_zeros_time_every_sync_every_steps_and_hold_it_between() -> None:
+    trainer = _trainer(max_steps=1000, max_time={"seconds": 60})
+    timer = next(c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer))
+    timer.load_state_dict({"time_elapsed": {"train": 45.0}})  # this rank's clock: 0.75
+    sent = []
+
+    def broadcast(value: float, src: int = 0) -> float:  # rank 0's clock says 0.5
+        sent.append(value)
+        return 0.5
+
+    # run_progress reads only these members, so a stand-in for rank 1 of 2 needs no process group.
+    rank1 = SimpleNamespace(
+        callbacks=trainer.callbacks, max_steps=1000, world_size=2, strategy=SimpleNamespace(broadcast=broadcast)
+    )
+    rank1.global_step = 32
+    assert run_progress(rank1, previous=0.1) == 0.5 and sent == [0.75]  # a sync step: rank 0's value
+    rank1.global_step = 33
+    assert run_progress(rank1, previous=0.5) == 0.5 and len(sent) == 1  # held, no collective
+    rank1.global_step = 600
+    assert run_progress(rank1, previous=0.5) == 0.6 and len(sent) == 1  # steps agree across ranks
+    rank1.global_step = 17
+    assert run_progress(rank1, previous=None) == 0.5 and len(sent) == 2  # nothing held yet: sync now
 
 
 @pytest.mark.parametrize("config", [TokenizerTrainConfig, TransformerTrainConfig])

@@ -92,7 +92,7 @@ class TokenizerLit(L.LightningModule):
         return weight.clamp(0, 1e4).detach() * self.train_config.gan_weight
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        self._progress = run_progress(self.trainer)
+        self._progress = run_progress(self.trainer, self._progress)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         video = batch["video"]

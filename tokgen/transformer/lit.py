@@ -181,7 +181,7 @@ class TransformerLit(L.LightningModule):
 
     # ----------------------------------------------------------------------------- training
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        self._progress = run_progress(self.trainer)
+        self._progress = run_progress(self.trainer, self._progress)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         codes = batch["codes"]
