@@ -48,7 +48,7 @@ class Generator:
         schedule: str = "cosine",
         text_config: dict | None = None,
     ) -> None:
-        transformer.check_tokenizer(tokenizer.config.codebook_size, tuple(codes_shape))
+        transformer.check_tokenizer(tokenizer.config.codebook_size, tuple(codes_shape), tokenizer.config.code_levels)
         if text_encoder.dim != transformer.config.text_dim:
             raise ValueError(
                 f"text encoder width {text_encoder.dim} does not match transformer text_dim "
@@ -128,7 +128,9 @@ class Generator:
         known_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes ``(b, t, h, w)`` for ``prompts``; ``known``/``known_mask`` fix given codes (continuation)."""
-        self.transformer.check_tokenizer(self.tokenizer.config.codebook_size, tuple(codes_shape))
+        self.transformer.check_tokenizer(
+            self.tokenizer.config.codebook_size, tuple(codes_shape), self.tokenizer.config.code_levels
+        )
         return sample_from_prompts(
             self.transformer,
             self.text_encoder,
@@ -264,7 +266,7 @@ class Generator:
                 Segment(latent, guidance=gs, temperature=temp, seed=seed + i if spec.seed is None else spec.seed)
             )
         planned = plan_windows([s.frames for s in segments], window=window, context=context, init=t0)
-        self.transformer.check_tokenizer(config.codebook_size, (window, *self.codes_shape[1:]))
+        self.transformer.check_tokenizer(config.codebook_size, (window, *self.codes_shape[1:]), config.code_levels)
         text, null = self.text_encoder.encode([s.prompt for s in specs]), self.text_encoder.encode([""])
 
         def logits_for(i: int):

@@ -62,7 +62,8 @@ def check_generator_parts(
                 "put the tokenizer it was trained with in tokenizer/"
             )
     try:  # the codebook and the latent grid, as Generator checks them, but naming the folder
-        transformer.check_tokenizer(found["codebook_size"], tuple(config.get("codes_shape") or ()))
+        shape = tuple(config.get("codes_shape") or ())
+        transformer.check_tokenizer(found["codebook_size"], shape, tokenizer.config.code_levels)
     except ValueError as err:
         raise ValueError(f"{directory}: {err}") from None
     if text_encoder.dim != transformer.config.text_dim:

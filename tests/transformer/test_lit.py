@@ -139,17 +139,27 @@ def test_fit_export_generate_and_predict(shards: tuple[Path, Path], tmp_path: Pa
     assert frames.shape == (9, 16, 16, 3)
 
 
-def test_vocabulary_mismatch_is_a_clear_error(shards: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("transformer.codebook_size=128", "codebook_size 64"),
+        # 64 codes, but the tiny tokenizer's are VQ codes: no digits to split them into
+        ("transformer.code_levels=[8,8]", r"code_levels \[8, 8\] do not match .* not an FSQ tokenizer"),
+    ],
+)
+def test_vocabulary_mismatch_is_a_clear_error(
+    shards: tuple[Path, Path], tmp_path: Path, override: str, message: str
+) -> None:
     tokenizer_dir, shard_dir = shards
     cfg = compose_config(
         [
             "experiment=transformer_tiny",
             f"tokenize.tokenizer={tokenizer_dir}",
             f"tokenize.out={shard_dir}",
-            "transformer.codebook_size=128",
+            override,
             f"run_dir={tmp_path / 'bad'}",
             "~callbacks.progress",
         ]
     )
-    with pytest.raises(ValueError, match="codebook_size 64"):
+    with pytest.raises(ValueError, match=message):
         run(cfg, "fit")

@@ -162,3 +162,52 @@ def test_cpu_bf16_uses_explicit_attention_with_the_same_logits(model: MaskedTran
     assert seen == [True, False, True]
     torch.testing.assert_close(again, ref)
     assert (half.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_code_levels_split_codes_into_the_tokenizers_fsq_digits() -> None:
+    from dataclasses import replace
+
+    from vector_quantize_pytorch import FSQ
+
+    levels = [3, 4, 5]  # mixed, so a wrong digit order or basis shows
+    config = replace(CONFIG, codebook_size=60, code_levels=levels)
+    torch.manual_seed(0)
+    model = MaskedTransformer(config).eval()
+    # FSQ's own index -> per-axis level index is the decomposition the digits must follow.
+    expected = FSQ(levels).indices_to_level_indices(torch.arange(60))
+    offsets = torch.tensor([0, 3, 7])
+    assert torch.equal(model.code_digits, expected + offsets)
+    table = model.code_table()
+    assert table.shape == (61, CONFIG.dim)
+    # Codes sharing a digit share that digit's vector; [MASK] (the last row) has no digits.
+    digit = model.digit_emb.weight
+    assert torch.allclose(table[23] - model.token_emb.weight[23], digit[expected[23] + offsets].sum(0))
+    assert torch.equal(table[60], model.token_emb.weight[60])
+    codes, text, mask = inputs()
+    logits = model(codes, text, mask)
+    assert logits.shape == (2, 3, 4, 4, 60)
+    # The digit table learns: the loss reaches it.
+    logits.logsumexp(-1).mean().backward()
+    assert model.digit_emb.weight.grad is not None and model.digit_emb.weight.grad.abs().sum() > 0
+    assert sorted(k for k in model.state_dict() if "emb" in k) == ["digit_emb.weight", "token_emb.weight"]
+
+
+def test_code_levels_are_checked_against_the_config_and_the_tokenizer() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r"code_levels \[4, 2\] must be ints >= 2 whose product is codebook_size 16"):
+        replace(CONFIG, code_levels=[4, 2])
+    model = MaskedTransformer(replace(CONFIG, code_levels=[4, 4]))
+    model.check_tokenizer(16, (3, 4, 4), [4, 4])
+    model.check_tokenizer(16, (3, 4, 4))  # levels unknown (token shards): only the codebook is checked
+    with pytest.raises(
+        ValueError, match=r"code_levels \[4, 4\] do not match the tokenizer's quantizer levels \[2, 8\]"
+    ):
+        model.check_tokenizer(16, (3, 4, 4), [2, 8])
+    with pytest.raises(ValueError, match="none: not an FSQ tokenizer"):
+        model.check_tokenizer(16, (3, 4, 4), [])
+    MaskedTransformer(CONFIG).check_tokenizer(16, (3, 4, 4), [2, 8])  # without code_levels any tokenizer fits
+    from tokgen.tokenizer.config import TokenizerConfig
+
+    assert TokenizerConfig(quantizer="fsq", fsq_levels=[2, 8]).code_levels == [2, 8]
+    assert TokenizerConfig(quantizer="vq", codebook_size=16).code_levels == []

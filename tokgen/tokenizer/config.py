@@ -83,6 +83,11 @@ class TokenizerConfig:
         if self.codebook_size < 2:
             raise ValueError(f"TokenizerConfig.codebook_size must be >= 2, got {self.codebook_size}")
 
+    @property
+    def code_levels(self) -> list[int]:
+        """Levels of the digits a code is made of (FSQ's ``fsq_levels``); empty for quantizers without digits."""
+        return list(self.fsq_levels) if self.quantizer == "fsq" else []
+
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for a clip of ``num_frames`` frames; raises if ``(T - 1) % temporal_patch != 0``."""
         if num_frames < 1 or (num_frames - 1) % self.temporal_patch:

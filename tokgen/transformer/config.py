@@ -5,6 +5,7 @@ Presets in ``conf/transformer/*.yaml`` set only the fields that differ.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from tokgen.dataclass_dict import from_fields
@@ -39,6 +40,10 @@ class TransformerConfig:
     text_dim: int = 384  # width of the text encoder's embeddings (all-MiniLM-L6-v2: 384, T5-base: 768)
     max_text_len: int = 32
     dropout: float = 0.0  # attention, feed-forward and embedding dropout
+    # Levels of a factorized quantizer (the tokenizer's fsq_levels), or None. Given, every code's vector
+    # also sums one learned vector per digit (FSQ: code = sum_d digit_d * prod(levels[:d])), so codes
+    # that share a level along a latent axis share part of their vector, input and tied output alike.
+    code_levels: list[int] | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +64,13 @@ class TransformerConfig:
                 raise ValueError(f"TransformerConfig.{name} must be an int >= 1, got {value!r}")
         if self.codebook_size < 2:
             raise ValueError(f"TransformerConfig.codebook_size must be >= 2, got {self.codebook_size}")
+        if self.code_levels is not None:
+            self.code_levels = [int(x) for x in self.code_levels]
+            if not self.code_levels or min(self.code_levels) < 2 or math.prod(self.code_levels) != self.codebook_size:
+                raise ValueError(
+                    f"TransformerConfig.code_levels {self.code_levels} must be ints >= 2 whose product is "
+                    f"codebook_size {self.codebook_size}"
+                )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
 

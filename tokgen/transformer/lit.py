@@ -117,12 +117,17 @@ class TransformerLit(L.LightningModule):
             self.hparams.codes_shape = list(train.codes_shape)  # saved with every checkpoint from here on
         tokenizer = self.tokenizer()
         if tokenizer is not None and self.hparams.codes_shape:
-            self.model.check_tokenizer(tokenizer.config.codebook_size, tuple(self.hparams.codes_shape))
+            config = tokenizer.config
+            self.model.check_tokenizer(config.codebook_size, tuple(self.hparams.codes_shape), config.code_levels)
         index = getattr(train, "index", None)  # token shards record what made them: check it with no tokenizer too
         if isinstance(index, dict) and "codebook_size" in index:
             where = getattr(train, "root", "the token shards")
+            recorded = (index.get("sources") or {}).get("tokenizer_config")
+            levels = None  # unknown unless the shards recorded their tokenizer's quantizer
+            if isinstance(recorded, dict) and "quantizer" in recorded:
+                levels = list(recorded.get("fsq_levels") or []) if recorded["quantizer"] == "fsq" else []
             try:
-                self.model.check_tokenizer(int(index["codebook_size"]), tuple(index["codes_shape"]))
+                self.model.check_tokenizer(int(index["codebook_size"]), tuple(index["codes_shape"]), levels)
             except ValueError as err:
                 raise ValueError(f"{where}: {err}") from None
             width = index.get("text_dim")

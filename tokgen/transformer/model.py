@@ -10,6 +10,8 @@ Axis legend: ``b`` batch, ``t h w`` latent frames / rows / columns of codes, ``n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -28,6 +30,14 @@ class MaskedTransformer(nn.Module):
         self.config = config
         dim = config.dim
         self.token_emb = nn.Embedding(config.vocab_size, dim)
+        self.digit_emb, levels = None, config.code_levels
+        if levels:
+            # code_digits[k, d]: row of digit_emb for digit d of code k (per-digit tables stacked).
+            basis = torch.cumprod(torch.tensor([1, *levels[:-1]]), 0)
+            offsets = torch.cumsum(torch.tensor([0, *levels[:-1]]), 0)
+            digits = torch.arange(config.codebook_size)[:, None] // basis % torch.tensor(levels)
+            self.register_buffer("code_digits", digits + offsets, persistent=False)
+            self.digit_emb = nn.Embedding(sum(levels), dim)
         # Positions: factorized learned tables, one per axis, summed (pos = T[t] + H[h] + W[w]).
         # Why not rotary: x-transformers' rotary is 1-D over the flattened sequence, so a 3-D variant
         # means splitting head dims by hand inside every attention; learned absolute tables are what
@@ -62,7 +72,8 @@ class MaskedTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         # Small embeddings: with tying, an N(0, 1) table would start the logits at scale sqrt(dim).
-        for table in (self.token_emb.weight, self.pos_t, self.pos_h, self.pos_w):
+        tables = [self.token_emb.weight, self.pos_t, self.pos_h, self.pos_w]
+        for table in tables + ([self.digit_emb.weight] if self.digit_emb is not None else []):
             nn.init.normal_(table, std=0.02)
         nn.init.zeros_(self.head_bias)
 
@@ -98,23 +109,39 @@ class MaskedTransformer(nn.Module):
             if attend.flash == cpu_half:  # only on a change: a compiled GPU model never mutates here
                 attend.flash = not cpu_half
 
+    def code_table(self) -> Tensor:
+        """``(codebook_size + 1, dim)``: the vector of every code and of ``[MASK]`` (the last row)."""
+        if self.digit_emb is None:
+            return self.token_emb.weight
+        digits = self.digit_emb(self.code_digits).sum(-2)  # (codebook_size, dim)
+        return torch.cat([self.token_emb.weight[:-1] + digits, self.token_emb.weight[-1:]])
+
     @property
     def mask_id(self) -> int:
         """Id of the ``[MASK]`` token (``codebook_size``)."""
         return self.config.mask_id
 
-    def check_tokenizer(self, codebook_size: int, codes_shape: tuple[int, int, int]) -> None:
+    def check_tokenizer(
+        self, codebook_size: int, codes_shape: tuple[int, int, int], levels: Sequence[int] | None = None
+    ) -> None:
         """Raise ``ValueError`` unless a tokenizer's codes fit this transformer.
 
         Args:
             codebook_size: the tokenizer's number of codes; must equal this transformer's.
             codes_shape: the tokenizer's latent grid ``(t, h, w)`` for the intended clips.
+            levels: the tokenizer's ``code_levels`` (empty for VQ / LFQ; None: not known); must equal
+                this transformer's ``code_levels`` when it has them.
         """
         cfg = self.config
         if codebook_size != cfg.codebook_size:
             raise ValueError(
                 f"tokenizer codebook_size {codebook_size} != transformer codebook_size {cfg.codebook_size}: "
                 "the transformer was built (or trained) for another tokenizer"
+            )
+        if cfg.code_levels and levels is not None and list(levels) != cfg.code_levels:
+            raise ValueError(
+                f"transformer code_levels {cfg.code_levels} do not match the tokenizer's quantizer levels "
+                f"{list(levels) or '(none: not an FSQ tokenizer)'}: its codes would be split into the wrong digits"
             )
         self._check_grid(tuple(codes_shape), what="tokenizer codes shape")
 
@@ -178,10 +205,11 @@ class MaskedTransformer(nn.Module):
             + rearrange(self.pos_h[:h], "h d -> 1 h 1 d")
             + rearrange(self.pos_w[:w], "w d -> 1 1 w d")
         )  # (t, h, w, d)
-        x = self.token_emb(codes) + pos  # (b, t, h, w, d)
+        table = self.code_table()
+        x = F.embedding(codes, table) + pos  # (b, t, h, w, d)
         x = self.emb_dropout(rearrange(x, "b t h w d -> b (t h w) d"))
         context = self.text_proj(text)  # (b, l, d)
         x = self.encoder(x, context=context, context_mask=text_mask)  # (b, n, d), final-normed
-        # Tied head: rows 0..codebook_size-1 of the embedding (a contiguous view, no copy).
-        logits = F.linear(x, self.token_emb.weight[: self.config.codebook_size], self.head_bias)  # (b, n, v)
+        # Tied head: rows 0..codebook_size-1 of the input table, so [MASK] is never predicted.
+        logits = F.linear(x, table[: self.config.codebook_size], self.head_bias)  # (b, n, v)
         return rearrange(logits, "b (t h w) v -> b t h w v", t=t, h=h, w=w)
