@@ -163,3 +163,22 @@ def test_vocabulary_mismatch_is_a_clear_error(
     )
     with pytest.raises(ValueError, match=message):
         run(cfg, "fit")
+
+
+def test_code_levels_are_checked_against_the_tokenizer_the_shards_recorded(
+    shards: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, shard_dir = shards
+    assert json.loads((shard_dir / "index.json").read_text())["sources"]["tokenizer_config"]["quantizer"] == "vq"
+    cfg = compose_config(
+        [
+            "experiment=transformer_tiny",
+            f"tokenize.out={shard_dir}",  # no tokenizer given: the shards' record is all there is
+            "transformer.code_levels=[8,8]",
+            "model.train.num_samples=0",
+            f"run_dir={tmp_path / 'bad'}",
+            "~callbacks.progress",
+        ]
+    )
+    with pytest.raises(ValueError, match=rf"{shard_dir}: transformer code_levels \[8, 8\] do not match"):
+        run(cfg, "fit")

@@ -50,7 +50,9 @@ class TokenizerLit(L.LightningModule):
         super().__init__()
         self.tokenizer_config: TokenizerConfig = _as(TokenizerConfig, tokenizer)
         self.train_config: TokenizerTrainConfig = _as(TokenizerTrainConfig, train)
-        self._progress = 0.0  # fraction of the run done, for the rate's cooldown (on_train_batch_start)
+        # Fraction of the run done, for the rate's cooldown (on_train_batch_start); None until the first
+        # batch of this process, so a resumed DDP run takes rank 0's time at once.
+        self._progress: float | None = None
         # Plain dicts only: the checkpoint must load with weights_only=True.
         self.save_hyperparameters({"tokenizer": self.tokenizer_config.to_dict(), "train": asdict(self.train_config)})
         self.model = VideoTokenizer(self.tokenizer_config)
@@ -162,7 +164,7 @@ class TokenizerLit(L.LightningModule):
         tc = self.train_config
 
         def schedule(step: int) -> float:
-            return lr_factor(step, self._progress, tc.warmup_steps, tc.cooldown)
+            return lr_factor(step, self._progress or 0.0, tc.warmup_steps, tc.cooldown)
 
         opt_g = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)

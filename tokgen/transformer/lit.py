@@ -63,7 +63,9 @@ class TransformerLit(L.LightningModule):
         super().__init__()
         self.transformer_config: TransformerConfig = _as(TransformerConfig, transformer)
         self.train_config: TransformerTrainConfig = _as(TransformerTrainConfig, train)
-        self._progress = 0.0  # fraction of the run done, for the rate's cooldown (on_train_batch_start)
+        # Fraction of the run done, for the rate's cooldown (on_train_batch_start); None until the first
+        # batch of this process, so a resumed DDP run takes rank 0's time at once.
+        self._progress: float | None = None
         self.text_config = _text_config(text)
         self.tokenizer_path = str(Path(tokenizer).resolve()) if tokenizer else None
         self.save_hyperparameters(
@@ -226,7 +228,7 @@ class TransformerLit(L.LightningModule):
             betas=tc.betas,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, self._progress, tc.warmup_steps, tc.cooldown)
+            opt, lambda step: lr_factor(step, self._progress or 0.0, tc.warmup_steps, tc.cooldown)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
