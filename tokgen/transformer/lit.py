@@ -13,6 +13,7 @@ config, never saved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from tokgen.lr_schedule import lr_factor, run_progress
 from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
+from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.transformer.config import TransformerConfig, TransformerTrainConfig
 from tokgen.transformer.masking import given_frames, random_mask, sample_mask_ratio
 from tokgen.transformer.model import MaskedTransformer
@@ -125,9 +127,10 @@ class TransformerLit(L.LightningModule):
         if isinstance(index, dict) and "codebook_size" in index:
             where = getattr(train, "root", "the token shards")
             recorded = (index.get("sources") or {}).get("tokenizer_config")
-            levels = None  # unknown unless the shards recorded their tokenizer's quantizer
-            if isinstance(recorded, dict) and "quantizer" in recorded:
-                levels = list(recorded.get("fsq_levels") or []) if recorded["quantizer"] == "fsq" else []
+            levels = None  # unknown unless the shards recorded a tokenizer config this version reads
+            if isinstance(recorded, dict):
+                with contextlib.suppress(TypeError, ValueError):
+                    levels = TokenizerConfig.from_dict(recorded).code_levels
             try:
                 self.model.check_tokenizer(int(index["codebook_size"]), tuple(index["codes_shape"]), levels)
             except ValueError as err:
