@@ -93,6 +93,8 @@ def test_config_checks() -> None:
         TokenizerConfig.from_dict({"dim": 8, "depth": 3})
     with pytest.raises(ValueError, match="refine_channels must be >= 0"):
         TokenizerConfig(refine_channels=-1)
+    with pytest.raises(ValueError, match="patch_overlap must be in \\[0, patch_size=8\\], got 9"):
+        TokenizerConfig(patch_overlap=9)
 
 
 def test_quantizer_mix_schedule() -> None:

@@ -46,18 +46,18 @@ def clip(frames: int = 9, height: int = 16, width: int = 16, batch: int = 2, see
     return torch.rand(batch, 3, frames, height, width, generator=generator) * 2 - 1
 
 
-@pytest.mark.parametrize("window", [2, None])
-def test_encoder_is_causal(window: int | None) -> None:
-    model, video = tiny(temporal_window=window), clip(frames=13)
+@pytest.mark.parametrize(("window", "overlap"), [(2, 0), (None, 0), (2, 2)])
+def test_encoder_is_causal(window: int | None, overlap: int) -> None:
+    model, video = tiny(temporal_window=window, patch_overlap=overlap), clip(frames=13)
     codes = model.encode(video)
     assert codes.shape == (2, 7, 4, 4) and codes.dtype == torch.long
     for k in range(7):
         assert torch.equal(model.encode(video[:, :, : 1 + 2 * k]), codes[:, : 1 + k]), k
 
 
-@pytest.mark.parametrize(("window", "refine"), [(2, 0), (None, 0), (2, 4)])
-def test_decoder_is_causal(window: int | None, refine: int) -> None:
-    model = tiny(temporal_window=window, refine_channels=refine)
+@pytest.mark.parametrize(("window", "refine", "overlap"), [(2, 0, 0), (None, 0, 0), (2, 4, 0), (2, 0, 2)])
+def test_decoder_is_causal(window: int | None, refine: int, overlap: int) -> None:
+    model = tiny(temporal_window=window, refine_channels=refine, patch_overlap=overlap)
     if refine:  # a trained refinement, not the identity it starts as
         torch.nn.init.normal_(model.refine.net[-1].weight, std=0.1)
     codes = model.encode(clip(frames=13))
@@ -78,6 +78,33 @@ def test_pixel_refinement_starts_as_the_identity() -> None:
     assert not torch.allclose(model.decode(codes), refined)
 
 
+def test_overlapping_patches_reach_exactly_their_overlap_into_neighbours() -> None:
+    model = tiny(patch_overlap=2)  # 4x4 patches seen and drawn as 8x8
+    image = torch.zeros(1, 3, 1, 16, 16)
+    image[0, 1, 0, 3, 5] = 1.0  # row 3 of patch row 0, column 5 of patch column 1
+    seen = model._patch(image, 1).abs().sum(-1).view(4, 4) > 0
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[0:2, 0:2] = True  # patch columns 0 ([-2, 6)) and 1 ([2, 10)); rows 0 and 1 likewise
+    assert torch.equal(seen, expected)
+    tokens = torch.zeros(1, 1, 16, 3 * 8 * 8)
+    tokens[0, 0, 5] = 1.0  # token (1, 1): pixels [4, 8) of both axes, drawn into [2, 10)
+    drawn = model._unpatch(tokens, 1, 4)[0, :, 0].abs().sum(0) > 0
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[2:10, 2:10] = True
+    assert torch.equal(drawn, expected)
+
+
+def test_plain_patches_lay_out_pixels_as_overlapping_ones_do() -> None:
+    # The two paths share one weight layout (channel, frame, row, column): an overlap of 0 through
+    # unfold would read the same vectors as the rearrange that plain patches use.
+    model, video = tiny(), clip(frames=5)
+    tubes = model._patch(video[:, :, 1:], 2)  # (b, t, s, c * pt * p * p)
+    stacked = video[:, :, 1:].unflatten(2, (2, 2)).transpose(1, 2).flatten(0, 1).flatten(1, 2)  # (b t, c pt, H, W)
+    unfolded = F.unfold(stacked, kernel_size=4, stride=4).transpose(1, 2).unflatten(0, (2, 2))
+    assert torch.equal(tubes, unfolded)
+    assert torch.equal(model._unpatch(tubes, 2, 4), video[:, :, 1:])
+
+
 def test_image_is_a_one_frame_video() -> None:
     model, video = tiny(), clip()
     image_codes = model.encode(video[:, :, :1])
@@ -86,10 +113,10 @@ def test_image_is_a_one_frame_video() -> None:
     assert model.decode(image_codes).shape == (2, 3, 1, 16, 16)
 
 
-@pytest.mark.parametrize(("window", "refine"), [(2, 0), (3, 0), (None, 0), (2, 4)])
+@pytest.mark.parametrize(("window", "refine", "overlap"), [(2, 0, 0), (3, 0, 0), (None, 0, 0), (2, 4, 0), (2, 0, 2)])
 @pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_chunked_equals_one_pass(window: int | None, refine: int, chunk: int) -> None:
-    model = tiny(temporal_window=window, temporal_depth=2, refine_channels=refine)
+def test_chunked_equals_one_pass(window: int | None, refine: int, overlap: int, chunk: int) -> None:
+    model = tiny(temporal_window=window, temporal_depth=2, refine_channels=refine, patch_overlap=overlap)
     if refine:
         torch.nn.init.normal_(model.refine.net[-1].weight, std=0.1)
     video = clip(frames=15)
@@ -106,9 +133,9 @@ def test_any_length_works(frames: int) -> None:
     assert model.decode(codes).shape == (1, 3, frames, 16, 16)
 
 
-@pytest.mark.parametrize(("height", "width"), [(16, 16), (24, 32), (8, 4)])
-def test_other_resolutions_work(height: int, width: int) -> None:
-    model = tiny()
+@pytest.mark.parametrize(("height", "width", "overlap"), [(16, 16, 0), (24, 32, 0), (8, 4, 0), (24, 32, 2), (8, 4, 4)])
+def test_other_resolutions_work(height: int, width: int, overlap: int) -> None:
+    model = tiny(patch_overlap=overlap)
     codes = model.encode(clip(height=height, width=width))
     assert codes.shape == (2, 5, height // 4, width // 4)
     assert model.decode(codes).shape == (2, 3, 9, height, width)

@@ -34,6 +34,10 @@ class TokenizerConfig:
     # Pixel refinement: each token is drawn as its own patch, so patch borders show seams; > 0 adds a
     # residual per-frame pair of 3x3 convolutions with this many channels over the decoded pixels.
     refine_channels: int = 0
+    # Overlapping patches: each token sees this many pixels of its neighbours' patches on every side
+    # (input), and its decoded patch reaches as far into theirs, summed where they overlap (output).
+    # 0: the plain non-overlapping patches of ViViT. Per frame, so causality and chunking are unchanged.
+    patch_overlap: int = 0
     # Causal temporal attention sees at most this many latent frames (itself included); None = all.
     # A finite window bounds the memory of chunked encode/decode of long videos and lets
     # positions generalise to any length (with rotary temporal positions).
@@ -67,6 +71,10 @@ class TokenizerConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch_overlap < 0 or self.patch_overlap > self.patch_size:
+            raise ValueError(
+                f"TokenizerConfig.patch_overlap must be in [0, patch_size={self.patch_size}], got {self.patch_overlap}"
+            )
         if self.refine_channels < 0:
             raise ValueError(f"TokenizerConfig.refine_channels must be >= 0 (0: none), got {self.refine_channels}")
         if self.temporal_window is not None and self.temporal_window < 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -56,8 +57,9 @@ class VideoTokenizer(nn.Module):
         self.config = config
         c, p, pt, d = config.channels, config.patch_size, config.temporal_patch, config.dim
         width = dict(dim=d, heads=config.heads, dim_head=config.dim_head, ff_mult=config.ff_mult)
-        self.embed_first = nn.Linear(c * p * p, d)  # frame 0, patched alone
-        self.embed_rest = nn.Linear(c * pt * p * p, d)  # later frames, in tubelets of pt
+        k = p + 2 * config.patch_overlap  # a patch's side with the overlap into its neighbours
+        self.embed_first = nn.Linear(c * k * k, d)  # frame 0, patched alone
+        self.embed_rest = nn.Linear(c * pt * k * k, d)  # later frames, in tubelets of pt
         self.enc_space = Transformer(depth=config.spatial_depth, temporal=False, **width)
         self.enc_time = Transformer(depth=config.temporal_depth, temporal=True, **width)
         self.enc_norm = nn.LayerNorm(d)  # tokens reach the quantizer's projection at a fixed scale
@@ -65,8 +67,8 @@ class VideoTokenizer(nn.Module):
         self.dec_time = Transformer(depth=config.temporal_depth, temporal=True, **width)
         self.dec_space = Transformer(depth=config.spatial_depth, temporal=False, **width)
         self.dec_norm = nn.LayerNorm(d)
-        self.to_first = nn.Linear(d, c * p * p)
-        self.to_rest = nn.Linear(d, c * pt * p * p)
+        self.to_first = nn.Linear(d, c * k * k)
+        self.to_rest = nn.Linear(d, c * pt * k * k)
         self.refine = PixelRefine(c, config.refine_channels) if config.refine_channels else None
         self._grids: dict[tuple, Tensor] = {}  # 2-D sine tables by (h, w, device); not weights
         own = {id(m) for m in self.quantizer.modules()}  # the quantizer keeps the library's init
@@ -180,12 +182,10 @@ class VideoTokenizer(nn.Module):
         h, w = video.shape[-2] // p, video.shape[-1] // p
         parts = []
         if first == 0:
-            patches = rearrange(video[:, :, :1], "b c 1 (h p1) (w p2) -> b 1 (h w) (c p1 p2)", p1=p, p2=p)
-            parts.append(self.embed_first(patches))
+            parts.append(self.embed_first(self._patch(video[:, :, :1], 1)))
             video = video[:, :, 1:]
         if video.shape[2]:
-            tubes = rearrange(video, "b c (t pt) (h p1) (w p2) -> b t (h w) (c pt p1 p2)", pt=pt, p1=p, p2=p)
-            parts.append(self.embed_rest(tubes))
+            parts.append(self.embed_rest(self._patch(video, pt)))
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         x = self.enc_space(x + self._grid(h, w, x))
         x = self.enc_time(x, **self._time(first, x.shape[1], x.device))
@@ -193,20 +193,47 @@ class VideoTokenizer(nn.Module):
 
     def _decode_latents(self, x: Tensor, *, first: int, h: int) -> Tensor:
         """Quantized tokens ``(b, t, s, d)`` of latent frames ``first, ...`` -> pixels ``(b, c, T, H, W)``."""
-        p, pt = self.config.patch_size, self.config.temporal_patch
+        pt = self.config.temporal_patch
         w = x.shape[2] // h
         x = self.dec_time(x + self._grid(h, w, x), **self._time(first, x.shape[1], x.device))
         x = self.dec_norm(self.dec_space(x))
         parts = []
         if first == 0:
-            first_frame = "b 1 (h w) (c p1 p2) -> b c 1 (h p1) (w p2)"
-            parts.append(rearrange(self.to_first(x[:, :1]), first_frame, h=h, p1=p, p2=p))
+            parts.append(self._unpatch(self.to_first(x[:, :1]), 1, h))
             x = x[:, 1:]
         if x.shape[1]:
-            tubes = "b t (h w) (c pt p1 p2) -> b c (t pt) (h p1) (w p2)"
-            parts.append(rearrange(self.to_rest(x), tubes, h=h, pt=pt, p1=p, p2=p))
+            parts.append(self._unpatch(self.to_rest(x), pt, h))
         video = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
         return video if self.refine is None else self.refine(video)
+
+    def _patch(self, video: Tensor, frames: int) -> Tensor:
+        """``(b, c, t * frames, H, W)`` -> ``(b, t, h * w, c * frames * k * k)``: each token's pixels.
+
+        ``k = patch_size + 2 * patch_overlap``; with an overlap, patches reach into their neighbours'
+        and zeros beyond the frame's edge.
+        """
+        p, o = self.config.patch_size, self.config.patch_overlap
+        if o == 0:
+            return rearrange(video, "b c (t f) (h p1) (w p2) -> b t (h w) (c f p1 p2)", f=frames, p1=p, p2=p)
+        b = video.shape[0]
+        stacked = rearrange(video, "b c (t f) H W -> (b t) (c f) H W", f=frames)
+        patches = F.unfold(stacked, kernel_size=p + 2 * o, stride=p, padding=o)  # (b t, c f k k, h w)
+        return rearrange(patches, "(b t) x s -> b t s x", b=b)
+
+    def _unpatch(self, x: Tensor, frames: int, h: int) -> Tensor:
+        """Inverse of `_patch`: ``(b, t, h * w, c * frames * k * k)`` -> ``(b, c, t * frames, H, W)``.
+
+        Overlapping patches are summed where they meet, so neighbouring tokens blend across the seam.
+        """
+        p, o = self.config.patch_size, self.config.patch_overlap
+        w = x.shape[2] // h
+        if o == 0:
+            tubes = "b t (h w) (c f p1 p2) -> b c (t f) (h p1) (w p2)"
+            return rearrange(x, tubes, h=h, f=frames, p1=p, p2=p)
+        b = x.shape[0]
+        patches = rearrange(x, "b t s x -> (b t) x s")
+        stacked = F.fold(patches, (h * p, w * p), kernel_size=p + 2 * o, stride=p, padding=o)  # (b t, c f, H, W)
+        return rearrange(stacked, "(b t) (c f) H W -> b c (t f) H W", b=b, f=frames)
 
     def _grid(self, h: int, w: int, like: Tensor) -> Tensor:
         """The ``(h * w, d)`` sine table of an ``h x w`` grid, built once per grid and device."""
