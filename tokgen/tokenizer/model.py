@@ -221,9 +221,10 @@ class VideoTokenizer(nn.Module):
         return rearrange(patches, "(b t) x s -> b t s x", b=b)
 
     def _unpatch(self, x: Tensor, frames: int, h: int) -> Tensor:
-        """Inverse of `_patch`: ``(b, t, h * w, c * frames * k * k)`` -> ``(b, c, t * frames, H, W)``.
+        """Token vectors laid out as `_patch` reads them -> pixels ``(b, c, t * frames, H, W)``.
 
-        Overlapping patches are summed where they meet, so neighbouring tokens blend across the seam.
+        The inverse of `_patch` without an overlap; with one, patches are summed where they meet (so
+        neighbouring tokens blend across the seam) and what falls beyond the frame's edge is dropped.
         """
         p, o = self.config.patch_size, self.config.patch_overlap
         w = x.shape[2] // h
