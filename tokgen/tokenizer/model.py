@@ -227,11 +227,10 @@ class VideoTokenizer(nn.Module):
         neighbouring tokens blend across the seam) and what falls beyond the frame's edge is dropped.
         """
         p, o = self.config.patch_size, self.config.patch_overlap
-        w = x.shape[2] // h
         if o == 0:
             tubes = "b t (h w) (c f p1 p2) -> b c (t f) (h p1) (w p2)"
             return rearrange(x, tubes, h=h, f=frames, p1=p, p2=p)
-        b = x.shape[0]
+        b, w = x.shape[0], x.shape[2] // h
         patches = rearrange(x, "b t s x -> (b t) x s")
         stacked = F.fold(patches, (h * p, w * p), kernel_size=p + 2 * o, stride=p, padding=o)  # (b t, c f, H, W)
         return rearrange(stacked, "(b t) (c f) H W -> b c (t f) H W", b=b, f=frames)
