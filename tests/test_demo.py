@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tokgen.cli import compose_config, run
-from tokgen.demo import run_demo
+from tokgen.demo import run_demo, train_tokenizer
 from tokgen.io.video import read_video
 
 TINY = {
@@ -54,3 +54,23 @@ def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest
     second = capsys.readouterr().out
     assert "reusing" in second and "training" not in second
     assert (out / "tokenizer" / "model.safetensors").read_bytes() == tokenizer_bytes
+
+
+class _Composed(Exception):
+    """Raised by the fake fit: the overrides were composed, nothing is trained."""
+
+
+@pytest.mark.parametrize(("minutes", "refine"), [(6, "0"), (15, None)])
+def test_demo_tokenizer_drops_refinement_below_its_budget(tmp_path: Path, minutes: float, refine: str | None) -> None:
+    # Pixel refinement costs a third more per step and pays only at the preset's 15-minute budget.
+    composed: list[list[str]] = []
+
+    def fit(cfg, stage: str) -> None:
+        raise _Composed
+
+    with pytest.raises(_Composed):
+        train_tokenizer(tmp_path, minutes, compose=lambda overrides: composed.append(overrides), fit=fit)
+    (overrides,) = composed
+    found = [o.split("=", 1)[1] for o in overrides if o.startswith("tokenizer.refine_channels=")]
+    assert found == ([refine] if refine else [])
+    assert f"trainer.max_time=00:00:{minutes:02d}:00" in overrides
