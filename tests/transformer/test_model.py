@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from tokgen.transformer import MaskedTransformer, TransformerConfig
+from tokgen.transformer.model import rotary_angles
 
 CONFIG = TransformerConfig(
     codebook_size=16,
@@ -80,6 +83,43 @@ def test_positions_matter(model: MaskedTransformer) -> None:
     assert not torch.allclose(permuted, logits[:, perm], atol=1e-4)
 
 
+def test_rotary_scores_depend_only_on_the_offset_along_each_axis() -> None:
+    from x_transformers.x_transformers import apply_rotary_pos_emb
+
+    grid, dim_head = (3, 4, 5), 16
+    angles = rotary_angles(grid, dim_head, base=100.0)
+    assert angles.shape == (1, 60, dim_head)
+    gen = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(dim_head, generator=gen).expand(1, 60, dim_head) for _ in range(2))
+    scores = apply_rotary_pos_emb(q, angles)[0] @ apply_rotary_pos_emb(k, angles)[0].T  # (60, 60)
+    coords = torch.stack(torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij"), -1).reshape(60, 3)
+    offsets = coords[None, :, :] - coords[:, None, :]  # (60, 60, 3): key minus query
+    by_offset: dict[tuple[int, ...], list[float]] = {}
+    for offset, score in zip(offsets.reshape(-1, 3).tolist(), scores.reshape(-1).tolist(), strict=True):
+        by_offset.setdefault(tuple(offset), []).append(score)
+    assert max(max(v) - min(v) for v in by_offset.values()) < 1e-4  # the same offset, the same score
+    for axis in range(3):  # and every axis moves it
+        step = tuple(int(a == axis) for a in range(3))
+        assert abs(by_offset[step][0] - by_offset[(0, 0, 0)][0]) > 1e-3
+
+
+def test_rotary_alone_tells_positions_apart() -> None:
+    codes, text, mask = inputs(batch=1)
+    codes = torch.arange(48).reshape(1, 3, 4, 4) % CONFIG.codebook_size
+    perm = torch.randperm(48, generator=torch.Generator().manual_seed(3))
+    permuted_codes = codes.flatten(1)[:, perm].reshape(1, 3, 4, 4)
+    for rotary in (False, True):
+        torch.manual_seed(0)
+        model = MaskedTransformer(dataclasses.replace(CONFIG, rotary=rotary)).eval()
+        with torch.no_grad():
+            for table in (model.pos_t, model.pos_h, model.pos_w):
+                table.zero_()  # no learned positions: only the rotary ones are left
+            logits = model(codes, text, mask).flatten(1, 3)
+            permuted = model(permuted_codes, text, mask).flatten(1, 3)
+        # Without any positions attention is permutation-equivariant.
+        assert torch.allclose(permuted, logits[:, perm], atol=1e-4) == (not rotary)
+
+
 def test_gradients_reach_every_parameter(model: MaskedTransformer) -> None:
     codes, text, mask = inputs()
     model.zero_grad()
@@ -141,6 +181,13 @@ def test_config_checks_and_round_trip() -> None:
         TransformerConfig(depth=0)
     with pytest.raises(ValueError, match="dropout"):
         TransformerConfig(dropout=1.0)
+    with pytest.raises(ValueError, match=r"rotary needs dim_head >= 6 \(a pair per axis\), got 4"):
+        TransformerConfig(rotary=True, dim_head=4)
+    with pytest.raises(ValueError, match="rotary_base must be > 1, got 1.0"):
+        TransformerConfig(rotary_base=1.0)
+    # Configs written before a field existed load with its default.
+    old = {k: v for k, v in CONFIG.to_dict().items() if k not in ("rotary", "rotary_base")}
+    assert TransformerConfig.from_dict(old) == CONFIG
     with pytest.raises(ValueError, match=r"unknown TransformerConfig fields \['width'\]"):
         TransformerConfig.from_dict({"width": 3})
 
@@ -162,6 +209,16 @@ def test_cpu_bf16_uses_explicit_attention_with_the_same_logits(model: MaskedTran
     assert seen == [True, False, True]
     torch.testing.assert_close(again, ref)
     assert (half.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_explicit_attention_keeps_bf16_weights_without_an_fp32_round_trip(model: MaskedTransformer) -> None:
+    # x-transformers' default softmax upcasts every attention matrix to fp32 and back (slow on a CPU);
+    # ours stays in bf16 and gives the very same weights.
+    scores = (torch.randn(2, 2, 7, 7, generator=torch.Generator().manual_seed(0)) * 4).bfloat16()
+    for attend in model._attends:
+        weights = attend.attn_fn(scores)
+        assert weights.dtype == torch.bfloat16
+        assert torch.equal(weights, scores.softmax(-1, dtype=torch.float32).bfloat16())
 
 
 def test_code_levels_split_codes_into_the_tokenizers_fsq_digits() -> None:

@@ -44,6 +44,15 @@ class TransformerConfig:
     # also sums one learned vector per digit (FSQ: code = sum_d digit_d * prod(levels[:d])), so codes
     # that share a level along a latent axis share part of their vector, input and tied output alike.
     code_levels: list[int] | None = None
+    # Rotary positions in self-attention, each head's dims split between the t, h and w axes (a quarter
+    # to t): attention scores then see how far apart two codes are in time and space, not only where
+    # each is (the learned tables stay). The base of the axes' frequency ladders (short axes: small).
+    # Off by default and in the presets until measured further: on the demo's shards (small preset,
+    # 8 minutes, 2 cores) it reached val loss 0.45 at step 1000 against 0.54-0.56 without, but a
+    # 20-minute run got motion right in 78% of 128 clips with colour in only 49% (no 20-minute run
+    # without it on the same shards to compare).
+    rotary: bool = False
+    rotary_base: float = 100.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -71,6 +80,10 @@ class TransformerConfig:
                     f"TransformerConfig.code_levels {self.code_levels} must be ints >= 2 whose product is "
                     f"codebook_size {self.codebook_size}"
                 )
+        if self.rotary and self.dim_head < 6:
+            raise ValueError(f"TransformerConfig.rotary needs dim_head >= 6 (a pair per axis), got {self.dim_head}")
+        if not self.rotary_base > 1.0:
+            raise ValueError(f"TransformerConfig.rotary_base must be > 1, got {self.rotary_base}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
 
