@@ -47,10 +47,8 @@ class TransformerConfig:
     # Rotary positions in self-attention, each head's dims split between the t, h and w axes (a quarter
     # to t): attention scores then see how far apart two codes are in time and space, not only where
     # each is (the learned tables stay). The base of the axes' frequency ladders (short axes: small).
-    # Off by default and in the presets until measured further: on the demo's shards (small preset,
-    # 8 minutes, 2 cores) it reached val loss 0.45 at step 1000 against 0.54-0.56 without, but a
-    # 20-minute run got motion right in 78% of 128 clips with colour in only 49% (no 20-minute run
-    # without it on the same shards to compare).
+    # Off by default so configs written before it load unchanged; on in ``transformer=small``, where it
+    # was measured (see that preset).
     rotary: bool = False
     rotary_base: float = 100.0
 
