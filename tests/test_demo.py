@@ -61,7 +61,7 @@ class _Composed(Exception):
 
 
 @pytest.mark.parametrize(("minutes", "refine"), [(6, "0"), (15, None)])
-def test_demo_tokenizer_drops_refinement_below_its_budget(tmp_path: Path, minutes: float, refine: str | None) -> None:
+def test_demo_tokenizer_drops_refinement_below_its_budget(tmp_path: Path, minutes: int, refine: str | None) -> None:
     # Pixel refinement costs a third more per step and pays only at the preset's 15-minute budget.
     composed: list[list[str]] = []
 
