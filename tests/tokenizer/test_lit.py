@@ -173,3 +173,15 @@ def test_ema_weights_and_gan_switch_compose_and_run(tmp_path: Path) -> None:
     assert any("discriminator" in k for k in ckpt["state_dict"])
     disc = ckpt["optimizer_states"][1]["param_groups"][0]
     assert 0 < disc["lr"] < 0.1 * disc["initial_lr"]  # the discriminator's rate is scheduled too
+
+
+def test_training_clips_shorter_than_the_temporal_window_warn(recwarn: pytest.WarningsRecorder) -> None:
+    # 9 frames hold 5 latent frames: a window of 8 leaves attention distances 5-7 untrained.
+    with pytest.warns(UserWarning, match=r"temporal_window <= 5 or train on clips of >= 15 frames"):
+        TokenizerLit({**TINY_CONFIG, "temporal_window": 8})._check_window(9)
+    with pytest.warns(UserWarning, match=r"every earlier latent frame"):
+        TokenizerLit({**TINY_CONFIG, "temporal_window": None})._check_window(9)
+    recwarn.clear()
+    TokenizerLit({**TINY_CONFIG, "temporal_window": 5})._check_window(9)  # the tiny and small presets
+    TokenizerLit({**TINY_CONFIG, "temporal_window": 8})._check_window(1)  # images: no temporal attention
+    assert not [w for w in recwarn if "temporal attention" in str(w.message)]

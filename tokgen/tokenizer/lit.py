@@ -95,6 +95,21 @@ class TokenizerLit(L.LightningModule):
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._progress = run_progress(self.trainer, self._progress)
+        if batch_idx == 0:
+            self._check_window(batch["video"].shape[2])
+
+    def _check_window(self, num_frames: int) -> None:
+        """Warn when training clips are too short to train every distance the temporal attention spans."""
+        config = self.tokenizer_config
+        latent, window = config.latent_frames(num_frames), config.temporal_window
+        if latent > 1 and (window is None or latent < window):
+            spans = "every earlier latent frame" if window is None else f"{window} latent frames"
+            longer = "" if window is None else f" or train on clips of >= {config.num_frames(window)} frames"
+            rank_zero_warn(
+                f"training clips of {num_frames} frames hold {latent} latent frames, but temporal attention spans "
+                f"{spans}: distances beyond {latent - 1} are never trained, so longer videos degrade after latent "
+                f"frame {latent - 1} (Shapes, small: 3-4 dB). Set tokenizer.temporal_window <= {latent}{longer}."
+            )
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         video = batch["video"]
