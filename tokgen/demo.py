@@ -29,7 +29,10 @@ from tokgen.tokenizer.model import VideoTokenizer
 
 HELD_OUT_SEED = 1000  # the Shapes seed of conf/data/shapes.yaml's validation split
 STORY = ("a red circle moves right", "the red circle moves up", "the red circle moves left")
-FRAMES_PER_PROMPT = 16
+# One window's new frames plus its carried context per prompt, as the generator's clips and
+# tools/story_adherence.py have them: with 16 (three windows a prompt) the 8-minute generator's errors
+# compound (its third prompt filled with red blocks), with 8 the circle stays one object.
+FRAMES_PER_PROMPT = 8
 # A share of the generator's clips changes motion where a story window's carried context ends,
 # captioned with the new motion: the transformer learns to follow a new prompt from given frames that
 # moved otherwise.

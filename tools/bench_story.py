@@ -1,7 +1,7 @@
 """Story mode's memory and time against story length: peak RSS and seconds, one process per length.
 
-Tells a story of ``--frames`` pixel frames (default 33 and 257; 16 frames per prompt, the demo's
-three prompts in turn) with ``Generator.story`` and writes it (mp4, contact sheet, sidecar), each
+Tells a story of ``--frames`` pixel frames (default 33, 65, 129, 257; 16 frames per prompt,
+the demo's three prompts in turn) with ``Generator.story`` and writes it (mp4, contact sheet, sidecar), each
 length in a fresh process so its peak RSS is its own. Reports per length: peak RSS, RSS after loading
 (the models and libraries: what every length pays), seconds for sampling + decoding and for writing,
 windows, seconds per window; then what issue 5 targets: peak RSS of the longest over the shortest
