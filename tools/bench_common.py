@@ -33,6 +33,18 @@ def datasheet_peak(device_name: str, dtype: str) -> float | None:
     return None
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def preset_fields(group: str, name: str) -> dict:
+    """The fields ``conf/<group>/<name>.yaml`` sets (its Hydra ``defaults`` list dropped)."""
+    import yaml  # comes with Hydra
+
+    data = yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
+    data.pop("defaults", None)
+    return data
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this whole process so far, in MiB (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -20,24 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_common import cpu_name, peak_rss_mb
-
-STORY = ("a red circle moves right", "the red circle moves up", "the red circle moves left")
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def _preset(kind: str, name: str) -> dict:
-    import yaml  # comes with Hydra
-
-    data = yaml.safe_load((CONF / kind / f"{name}.yaml").read_text()) or {}
-    data.pop("defaults", None)
-    return data
+from bench_common import cpu_name, peak_rss_mb, preset_fields
 
 
 def untrained_generator(codes_shape: tuple[int, int, int]):
@@ -52,8 +42,8 @@ def untrained_generator(codes_shape: tuple[int, int, int]):
     from tokgen.transformer.model import MaskedTransformer
 
     torch.manual_seed(0)
-    tokenizer = VideoTokenizer(TokenizerConfig.from_dict(_preset("tokenizer", "small")))
-    transformer = MaskedTransformer(TransformerConfig.from_dict(_preset("transformer", "small")))
+    tokenizer = VideoTokenizer(TokenizerConfig.from_dict(preset_fields("tokenizer", "small")))
+    transformer = MaskedTransformer(TransformerConfig.from_dict(preset_fields("transformer", "small")))
     text = TextEncoderConfig(kind="minilm")
     text_encoder = build_text_encoder(text)
     return Generator(tokenizer, transformer, text_encoder, codes_shape=codes_shape, text_config=vars(text))
@@ -63,6 +53,7 @@ def measure(frames: int, generator_dir: Path | None, frames_per_prompt: int, see
     """One length, in this process: load, tell the story, write it; the figures as a dict."""
     import torch
 
+    from tokgen.demo import STORY
     from tokgen.generator import Generator
 
     torch.set_grad_enabled(False)
@@ -124,12 +115,9 @@ def main() -> None:
         run["s_per_window_vs_first"] = run["story_s_per_window"] / base["story_s_per_window"]
     # Time against length: a least-squares line through (windows, seconds); linear when the
     # intercept is small and each run sits on it.
-    n = len(runs)
-    mean_w, mean_s = sum(r["windows"] for r in runs) / n, sum(r["story_s"] for r in runs) / n
-    spread = sum((r["windows"] - mean_w) ** 2 for r in runs)
-    slope = sum((r["windows"] - mean_w) * (r["story_s"] - mean_s) for r in runs) / spread if spread else 0.0
+    slope, intercept = statistics.linear_regression([r["windows"] for r in runs], [r["story_s"] for r in runs])
     for run in runs:
-        run["story_s_fit"] = mean_s + slope * (run["windows"] - mean_w)
+        run["story_s_fit"] = intercept + slope * run["windows"]
     result = {
         "generator": str(args.generator) if args.generator else "untrained small presets (5x8x8 codes)",
         "frames_per_prompt": args.frames_per_prompt,
@@ -139,7 +127,7 @@ def main() -> None:
         "peak_rss_ratio": runs[-1]["peak_rss_mb"] / base["peak_rss_mb"],
         "target_peak_rss_ratio": 1.2,
         "seconds_per_window_fit": slope,
-        "seconds_intercept_fit": mean_s - slope * mean_w,
+        "seconds_intercept_fit": intercept,
     }
     header = ("frames", 7), ("windows", 8), ("story s", 8), ("s/window", 9), ("write s", 8), ("loaded MiB", 11)
     print(" ".join(f"{name:>{width}}" for name, width in header), f"{'peak MiB':>9}")

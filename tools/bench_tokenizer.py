@@ -31,23 +31,25 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_common import cpu_name, datasheet_peak, matmul_seconds, peak_rss_mb, profile_table, run_times
+from bench_common import (
+    cpu_name,
+    datasheet_peak,
+    matmul_seconds,
+    peak_rss_mb,
+    preset_fields,
+    profile_table,
+    run_times,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokgen.tokenizer.blocks import Transformer
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
 
-PRESETS = Path(__file__).resolve().parents[1] / "conf" / "tokenizer"
-
 
 def load_preset(name: str) -> TokenizerConfig:
     """A ``conf/tokenizer/<name>.yaml`` preset: the fields it sets over the TokenizerConfig defaults."""
-    import yaml  # comes with Hydra
-
-    data = yaml.safe_load((PRESETS / f"{name}.yaml").read_text()) or {}
-    data.pop("defaults", None)
-    return TokenizerConfig.from_dict(data)
+    return TokenizerConfig.from_dict(preset_fields("tokenizer", name))
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[int, int]:
