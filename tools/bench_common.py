@@ -80,22 +80,56 @@ def matmul_seconds(device: torch.device, dtype: torch.dtype, size: int = 2048, *
     return statistics.median(run_times(lambda: a @ b, **timing))
 
 
-def profile_table(fn: Callable[[], object], path: Path, *, cuda: bool, steps: int = 3, rows: int = 30) -> str:
-    """Profile ``steps`` calls of ``fn`` (already warmed up) and write the operator table, by device time, to ``path``.
+# Kernel kinds by a substring of the kernel's name, tried in order (cuBLAS / CUTLASS / cuDNN names vary by
+# version; SDPA's flash and memory-efficient kernels name themselves).
+KERNEL_KINDS = (
+    ("attention", ("flash", "fmha", "attention", "cudnn")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "wgmma")),
+    ("fused (triton)", ("triton",)),
+    ("copy / fill", ("memcpy", "memset")),
+)
 
-    Returns the table. With ``cuda`` (the step runs on a GPU) it is sorted by CUDA time, else by CPU
-    time: where the step spends its time, to count the work before optimizing it.
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in lowered for k in keys)), "other (eager aten)")
+
+
+def profile_table(fn: Callable[[], object], path: Path, *, cuda: bool, steps: int = 3, rows: int = 30) -> str:
+    """Profile ``steps`` calls of ``fn`` (already warmed up) and write the operator table to ``path``.
+
+    Returns the table. With ``cuda`` (the step runs on a GPU) its rows are sorted by their own GPU time,
+    so kernels head it, and a summary follows: wall milliseconds per step, the GPU's busy milliseconds
+    (kernel time; wall minus busy is idle GPU: launch gaps, host syncs, Python) and the busy time split
+    into matmul, attention, fused Triton, copies and eager ATen kernels. Without, sorted by own CPU time.
+    Where the step spends its time, to count the work before optimizing it.
     """
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     with profile(activities=activities) as prof:
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         for _ in range(steps):
             fn()
         if cuda:
             torch.cuda.synchronize()
-    sort = "cuda_time_total" if cuda else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60)
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=70)
+    if cuda:
+        kinds: dict[str, float] = {}
+        for event in prof.events():
+            if event.device_type == DeviceType.CUDA:
+                kind = kernel_kind(event.name)
+                kinds[kind] = kinds.get(kind, 0.0) + event.time_range.elapsed_us() / 1e3 / steps
+        busy = sum(kinds.values())
+        lines = [f"per step: wall {wall_ms:.1f} ms, GPU busy {busy:.1f} ms ({busy / wall_ms:.0%})"]
+        for kind, ms in sorted(kinds.items(), key=lambda item: -item[1]):
+            lines.append(f"  {kind:20}{ms:8.1f} ms {ms / busy:6.0%}")
+        table += "\n" + "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(table)
     return table
