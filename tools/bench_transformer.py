@@ -7,7 +7,9 @@ defaults (dim 512, depth 6, 8 heads of 64, ff_mult 4), a 16-token prompt of rand
     .venv/bin/python tools/bench_transformer.py --out bench_transformer.json
     python tools/bench_transformer.py --compile --train-batch 32 --out tools/results/bench_transformer_gpu.json  # GPU
 
-A training step is timed too (masked cross-entropy on half the codes, backward, fused AdamW): clips/s,
+A training step is timed too (masked cross-entropy on half the codes, backward, fused AdamW; compiled, the
+loss is compiled with the model as training does, ``--loss``), and ``--sdpa`` pins the self-attention kernel
+for comparisons: clips/s,
 tokens/s, utilization and, on a GPU with a known datasheet peak (or ``--peak-tflops``), MFU = model
 FLOP/s / dense peak. With CUDA present the defaults switch to the GPU workload: the ``base`` transformer
 (the TransformerConfig defaults) on the base tokenizer's 128x128 grid (9 x 16 x 16 = 2304 codes), training
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -43,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tokgen.sampling import maskgit_sample, text_logits_fn
 from tokgen.transformer import MaskedTransformer, TransformerConfig
+from tokgen.transformer.model import masked_token_loss
 
 # phenaki-pytorch MaskGit at this size on a 2-core CPU (the lead's measurement): seconds per clip.
 PEER_SECONDS = {"guided": 14.6, "unguided": 7.6}
@@ -57,11 +61,11 @@ def timed(fn: Callable[[], object], **timing: object) -> tuple[float, float]:
 def train_step_figures(
     config: TransformerConfig, grid: tuple[int, int, int], text: torch.Tensor, text_mask: torch.Tensor, *,
     batch: int, autocast: Callable, peak: float, datasheet: float | None, compile: bool, checkpointing: bool,
-    timing: dict, profile: Path | None = None,
+    timing: dict, profile: Path | None = None, loss: str = "masked", sdpa: str = "auto",
 ) -> dict:  # fmt: skip
     """Seconds, clips/s, tokens/s, utilization (and MFU) of one training step of a fresh model."""
     device = text.device
-    model = MaskedTransformer(config).to(device).train()
+    model = restrict_sdpa(MaskedTransformer(config).to(device).train(), sdpa)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     gen = torch.Generator(device).manual_seed(2)
     codes = torch.randint(0, config.codebook_size, (batch, *grid), device=device, generator=gen)
@@ -69,21 +73,30 @@ def train_step_figures(
     inputs = codes.masked_fill(mask, config.mask_id)
     emb, emb_mask = text.expand(batch, -1, -1), text_mask.expand(batch, -1)
 
+    def forward_loss() -> torch.Tensor:
+        if loss == "masked":  # the selected positions only, as F.cross_entropy(logits[mask], ...)
+            logits = model(inputs, emb, emb_mask)
+            return torch.nn.functional.cross_entropy(logits[mask].float(), codes[mask])
+        return masked_token_loss(model(inputs, emb, emb_mask), codes, mask)[0]  # weighted: no sync, static shapes
+
     def step() -> None:
         with autocast():
-            logits = model(inputs, emb, emb_mask)
-        torch.nn.functional.cross_entropy(logits[mask].float(), codes[mask]).backward()
+            value = forward_loss_fn()
+        value.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    forward_loss_fn = forward_loss
     flops = count_flops(step)  # model FLOPs: before checkpointing's recomputation
     if checkpointing:
         model.enable_checkpointing()
-    if compile:
+    if compile and loss == "fused":
+        forward_loss_fn = torch.compile(forward_loss)  # the model and its loss in one graph
+    elif compile:
         model.compile()  # compiled on its first call, inside the untimed warmup
     seconds, fastest = timed(step, **timing)
     if profile:
-        print(profile_table(step, profile, cuda=device.type == "cuda", rows=15))
+        print(profile_table(step, profile, cuda=device.type == "cuda", rows=40))
     row = {
         "batch": batch,
         "seconds": seconds,
@@ -95,12 +108,32 @@ def train_step_figures(
         "tokens_per_s": batch * grid[0] * grid[1] * grid[2] / seconds,
         "compile": compile,
         "checkpointing": checkpointing,
+        "loss": loss,
     }
+    if compile:
+        from torch._dynamo.utils import counters
+
+        row["graph_breaks"] = {str(k): v for k, v in counters["graph_break"].items()}
     if datasheet:
         row.update(
             mfu=flops / seconds / datasheet, mfu_min=flops / fastest / datasheet, datasheet_flops_per_s=datasheet
         )
     return row
+
+
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+}
+
+
+def restrict_sdpa(model: MaskedTransformer, sdpa: str) -> MaskedTransformer:
+    """Self-attention on one SDPA kernel (and math for what it cannot run); "auto": the model's choice."""
+    if sdpa != "auto":
+        for attend in model._attends:
+            attend.sdp_context_manager = functools.partial(sdpa_kernel, [SDPA_BACKENDS[sdpa], SDPBackend.MATH])
+    return model
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -128,6 +161,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--matmul-size", type=int, default=None, help="baseline matmul (CPU: 2048, GPU: 8192)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trained model (train.compile)")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.checkpointing)")
+    parser.add_argument(
+        "--loss",
+        choices=["masked", "fused"],
+        default=None,
+        help="masked: cross-entropy of the selected masked positions; fused: masked_token_loss (weights, no "
+        "selection), compiled with the model into one graph under --compile. Default: as training does "
+        "(fused when compiled, else masked)",
+    )
+    parser.add_argument(
+        "--sdpa",
+        choices=["auto", "flash", "cudnn", "efficient"],
+        default="auto",
+        help="self-attention kernel: auto = PyTorch's choice among all; else that one (and math where it cannot run)",
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--text-len", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
@@ -142,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
+    args.loss = args.loss or ("fused" if args.compile else "masked")
     for name, cpu_default, gpu_default in (
         ("dtype", ["fp32", "bf16"], ["bf16"]),
         ("grid", [9, 8, 8], [9, 16, 16]),
@@ -156,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
 
     config = TransformerConfig()
-    model = MaskedTransformer(config).to(device).eval()
+    model = restrict_sdpa(MaskedTransformer(config).to(device).eval(), args.sdpa)
     params = sum(p.numel() for p in model.parameters())
     grid = tuple(args.grid)
     model.check_tokenizer(config.codebook_size, grid)
@@ -211,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
             datasheet=args.peak_tflops * 1e12 if args.peak_tflops else (
                 datasheet_peak(torch.cuda.get_device_name(device), dtype_name) if cuda else None
             ),
-            compile=args.compile, checkpointing=args.checkpointing, timing=timing,
+            compile=args.compile, checkpointing=args.checkpointing, timing=timing, loss=args.loss, sdpa=args.sdpa,
             profile=args.profile and args.profile.with_suffix(f".{dtype_name}.txt"),
         )  # fmt: skip
         forwards = {
@@ -272,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
             "steps": args.steps,
             "guidance": args.guidance,
             "config": config.to_dict(),
+            "sdpa": args.sdpa,
         },
         device=str(device) if not cuda else torch.cuda.get_device_name(device),
         torch=torch.__version__,

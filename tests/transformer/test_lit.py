@@ -182,3 +182,24 @@ def test_code_levels_are_checked_against_the_tokenizer_the_shards_recorded(
     )
     with pytest.raises(ValueError, match=rf"{shard_dir}: transformer code_levels \[8, 8\] do not match"):
         run(cfg, "fit")
+
+
+def test_compiled_training_loss_equals_the_eager_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With train.compile the loss is masked_token_loss compiled with the model: the same loss as eagerly."""
+    from hydra.utils import instantiate
+
+    cfg = compose_config(
+        ["experiment=transformer_tiny", "tokenize.out=/unused", "tokenize.tokenizer=null", "model.train.compile=true"]
+    )
+    torch.manual_seed(0)
+    lit: TransformerLit = instantiate(cfg.model)
+    # Inductor would compile C++ for minutes on this CPU: run the functions handed to torch.compile as they are.
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)
+    batch = {"codes": torch.randint(0, 64, (8, 5, 4, 4), generator=torch.Generator().manual_seed(1))}
+    batch["caption"] = ["a red circle moves right"] * 8
+    eager = lit.training_step(batch, 0)
+    assert "_compiled_loss" not in lit.__dict__
+    lit.configure_model()
+    assert "_compiled_loss" in lit.__dict__
+    compiled = lit.training_step(batch, 0)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

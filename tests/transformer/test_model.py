@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tokgen.transformer import MaskedTransformer, TransformerConfig
-from tokgen.transformer.model import rotary_angles
+from tokgen.transformer.model import masked_token_loss, rotary_angles
 
 CONFIG = TransformerConfig(
     codebook_size=16,
@@ -268,3 +269,35 @@ def test_code_levels_are_checked_against_the_config_and_the_tokenizer() -> None:
 
     assert TokenizerConfig(quantizer="fsq", fsq_levels=[2, 8]).code_levels == [2, 8]
     assert TokenizerConfig(quantizer="vq", codebook_size=16).code_levels == []
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_masked_token_loss_equals_cross_entropy_of_the_selected_positions(label_smoothing: float) -> None:
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 4, 4, 10, generator=g, requires_grad=True)
+    codes = torch.randint(0, 10, (3, 2, 4, 4), generator=g)
+    mask = torch.rand(3, 2, 4, 4, generator=g) < 0.4
+    loss, accuracy = masked_token_loss(logits, codes, mask, label_smoothing=label_smoothing)
+    want = F.cross_entropy(logits[mask], codes[mask], label_smoothing=label_smoothing)
+    torch.testing.assert_close(loss, want)
+    assert accuracy == (logits[mask].argmax(-1) == codes[mask]).float().mean()
+    grad = torch.autograd.grad(loss, logits)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(want, logits)[0])
+    assert grad[~mask].abs().max() == 0  # unmasked positions get no gradient
+
+
+def test_cross_attention_is_explicit_and_self_attention_fused() -> None:
+    """Cross-attention to a few text tokens skips SDPA (its masked kernel is slow on GPUs); same outputs."""
+    model = MaskedTransformer(TransformerConfig(dim=64, depth=2, heads=2, dim_head=32, codebook_size=16)).eval()
+    kinds = {kind: [m for m in layer.modules() if type(m).__name__ == "Attend"] for kind, layer in zip(
+        model.encoder.layer_types, model.encoder.layers, strict=True)}  # fmt: skip
+    assert all(not a.flash for a in kinds["c"]) and all(a.flash for a in model._attends) and model._attends
+    g = torch.Generator().manual_seed(0)
+    codes, text = torch.randint(0, 17, (2, 2, 3, 3), generator=g), torch.randn(2, 5, 384, generator=g)
+    mask = torch.tensor([[True] * 3 + [False] * 2, [False] * 5])  # the second: the null prompt, all masked
+    with torch.no_grad():
+        explicit = model(codes, text, mask)
+        for attend in kinds["c"]:
+            attend.flash = True
+        torch.testing.assert_close(model(codes, text, mask), explicit, rtol=1e-5, atol=1e-5)
