@@ -177,3 +177,18 @@ def test_precision_auto_trains_in_bf16_on_a_cpu_and_records_it(tmp_path: Path, m
     assert state["global_step"] >= 2 and torch.bfloat16 in dtypes  # the steps ran under bf16 autocast
     weights = [v for k, v in state["state_dict"].items() if k.startswith("model.") and v.is_floating_point()]
     assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights)  # fp32 master weights
+
+
+@pytest.mark.parametrize(("accelerator", "applied"), [("auto", True), ("gpu", True), ("cpu", False)])
+def test_matmul_precision_applies_only_to_gpu_training(
+    monkeypatch: pytest.MonkeyPatch, accelerator: str, applied: bool
+) -> None:
+    from tokgen import cli
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", calls.append)
+    cfg = compose_config([f"trainer.accelerator={accelerator}"])
+    assert cfg.matmul_precision == "high"
+    cli._set_matmul_precision(cfg)
+    assert calls == (["high"] if applied else [])

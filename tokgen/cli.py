@@ -103,6 +103,15 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
+def _set_matmul_precision(cfg: DictConfig) -> None:
+    """Apply ``matmul_precision`` where training runs on a CUDA GPU (a CPU's fp32 matmuls stay exact)."""
+    import torch
+
+    on_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+    if on_gpu and torch.cuda.is_available():
+        torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
+
+
 def run(cfg: DictConfig, verb: str) -> Path:
     """Run one Lightning verb on a composed config; returns the run folder (with its ``config.yaml``)."""
     import lightning as L
@@ -127,6 +136,7 @@ def run(cfg: DictConfig, verb: str) -> Path:
     if cfg.trainer.get("precision") == "auto":  # decided here, so config.yaml records what ran
         cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    _set_matmul_precision(cfg)
 
     # Build data and model first: a config mistake fails before any folder is made.
     datamodule = instantiate(cfg.data)

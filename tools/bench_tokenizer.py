@@ -47,9 +47,18 @@ from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
 
 
-def load_preset(name: str) -> TokenizerConfig:
-    """A ``conf/tokenizer/<name>.yaml`` preset: the fields it sets over the TokenizerConfig defaults."""
-    return TokenizerConfig.from_dict(preset_fields("tokenizer", name))
+def load_preset(name: str, overrides: list[str] = ()) -> TokenizerConfig:
+    """A ``conf/tokenizer/<name>.yaml`` preset (the fields it sets over the TokenizerConfig defaults),
+    with ``KEY=VALUE`` overrides (values parsed as YAML)."""
+    import yaml
+
+    fields = preset_fields("tokenizer", name)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        fields[key] = yaml.safe_load(value)
+    return TokenizerConfig.from_dict(fields)
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[int, int]:
@@ -90,6 +99,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--profile", type=Path, default=None, help="write the training step's profiler table here")
+    parser.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        default=None,
+        help="torch.set_float32_matmul_precision (CPU: highest, GPU: high = TF32 for the quantizer's fp32 "
+        "matmuls, as training's matmul_precision)",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override preset fields, values in YAML (e.g. quantizer=fsq temporal_window=null)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,9 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
         ("size", 64, 128),
         ("batch", 2, 8),
         ("matmul_size", 2048, 8192),
+        ("matmul_precision", "highest", "high"),
     ):
         if getattr(args, name) is None:
             setattr(args, name, gpu_default if cuda else cpu_default)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     autocast = (
@@ -121,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     matmul_s = [matmul_seconds(device, dtype, args.matmul_size, **timing)]
     peak = 2 * args.matmul_size**3 / matmul_s[0]
 
-    config = load_preset(args.preset)
+    config = load_preset(args.preset, args.set)
     model = VideoTokenizer(config).to(device)
     params = sum(p.numel() for p in model.parameters())
     clips = {
@@ -169,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.compile_blocks()  # compiled on their first call, inside the untimed warmup
     result["train_step"] = figures(run_times(step, **timing), train_flops, peak, items=1)
     if args.profile:
-        print(profile_table(step, args.profile, cuda=cuda, rows=15))
+        print(profile_table(step, args.profile, cuda=cuda, rows=40))
     # The library's VQ training path multiplies dense one-hot matrices (distances, code lookup, EMA
     # sums); those FLOPs are real work done but would be a gather or a scatter in a leaner design.
     t, h, w = model.codes_shape(args.frames, args.size, args.size)
@@ -181,7 +206,13 @@ def main(argv: list[str] | None = None) -> dict:
         tokens_per_s=args.batch * t * h * w / train_seconds,  # tokens = codes (latent patches) per clip
         compile=args.compile,
         checkpointing=args.checkpointing,
+        overrides=args.set,
+        matmul_precision=args.matmul_precision,
     )
+    if args.compile:
+        from torch._dynamo.utils import counters
+
+        result["train_step"]["graph_breaks"] = {str(k): v for k, v in counters["graph_break"].items()}
     datasheet = (
         args.peak_tflops * 1e12
         if args.peak_tflops
