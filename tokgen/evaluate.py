@@ -174,6 +174,8 @@ def generate_videos(generator: Generator, prompts: list[str], *, config: Evaluat
             steps=config.steps,
             guidance=config.guidance,
             top_k=config.top_k,
+            temperature=config.temperature,
+            first_frame=config.first_frame,
             seed=seed * 1_000_003 + start,
         )
         videos.append(generator.tokenizer.decode(codes).clamp(-1, 1))
@@ -250,7 +252,7 @@ def evaluate_generator(
         "prompts": "the real split's captions (one generated clip per real clip)",
         "sampling": (
             f"MaskGIT, steps={config.steps}, guidance={config.guidance}, top_k={config.top_k}, "
-            f"batch {config.batch_size}"
+            f"temperature={config.temperature}, first_frame={config.first_frame}, batch {config.batch_size}"
         ),
         "pipeline": "decoded float tensors straight to the metrics (no mp4 round trip)",
         "aggregate": "mean ± sample std over seeds",
@@ -272,7 +274,15 @@ def evaluate_stories(generator: Generator, config: EvaluateConfig, *, resolution
     stories = shapes_stories(config.stories, seed=STORY_SEED, frames_per_prompt=per_prompt, resolution=resolution)
     scores = []
     for i, prompts in enumerate(track(stories, description="evaluating stories")):
-        story = generator.story(prompts, steps=config.steps, guidance=config.guidance, top_k=config.top_k, seed=i)
+        story = generator.story(
+            prompts,
+            steps=config.steps,
+            guidance=config.guidance,
+            top_k=config.top_k,
+            temperature=config.temperature,
+            first_frame=config.first_frame,
+            seed=i,
+        )
         ranges = [(segment.start, segment.stop) for segment in story.segments]
         scores.append(score_story(story.frames, prompts, ranges, story.seams))
     return summarize(scores)

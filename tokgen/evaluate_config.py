@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokgen.transformer.config import DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
 @dataclass
@@ -18,7 +18,7 @@ class EvaluateConfig:
         data: tokenizer data: ``shapes`` or a video folder.
         resolution: tokenizer clips' side in pixels (the generator uses its own).
         num_frames: tokenizer clip length (the generator uses the length it was trained on).
-        steps, guidance, top_k: MaskGIT sampling settings of the generator.
+        steps, guidance, top_k, temperature, first_frame: MaskGIT sampling settings of the generator.
         diversity_prompts, diversity_seeds: prompts sampled with several seeds for diversity.
         stories: Shapes stories (3 prompts each) for per-segment adherence and seam jumps (0 skips).
         i3d: I3D weights file for the published FVD ('' skips it).
@@ -34,6 +34,8 @@ class EvaluateConfig:
     steps: int = 12
     guidance: float = 3.0
     top_k: int | None = DEFAULT_TOP_K
+    temperature: float = DEFAULT_TEMPERATURE
+    first_frame: bool = True
     diversity_prompts: int = 8
     diversity_seeds: int = 4
     stories: int = 8

@@ -23,7 +23,7 @@ from tokgen.sampling.story import Segment, plan_windows, story_sample
 from tokgen.story import Story, window_progress
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
-from tokgen.transformer.config import DEFAULT_TOP_K, TransformerConfig
+from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
 
 
@@ -121,13 +121,15 @@ class Generator:
         *,
         steps: int = 12,
         guidance: float = 3.0,
-        temperature: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
+        first_frame: bool = True,
     ) -> torch.Tensor:
-        """Codes ``(b, t, h, w)`` for ``prompts``; ``known``/``known_mask`` fix given codes (continuation)."""
+        """Codes ``(b, t, h, w)`` for ``prompts``; ``known``/``known_mask`` fix given codes (continuation);
+        ``first_frame``: decode the first latent frame before the rest where it is not given."""
         self.transformer.check_tokenizer(
             self.tokenizer.config.codebook_size, tuple(codes_shape), self.tokenizer.config.code_levels
         )
@@ -145,6 +147,7 @@ class Generator:
             temperature=temperature,
             top_k=top_k,
             schedule=self.schedule,
+            first_frame=first_frame,
         )
 
     def generate(
@@ -154,9 +157,10 @@ class Generator:
         num_frames: int | None = None,
         steps: int = 12,
         guidance: float = 3.0,
-        temperature: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
+        first_frame: bool = True,
     ) -> np.ndarray | list[np.ndarray]:
         """Generate uint8 frames ``(T, H, W, 3)`` for a prompt (a list of them for a list of prompts).
 
@@ -165,10 +169,12 @@ class Generator:
             num_frames: clip length ``1 + k * temporal_patch``; default: the length trained on.
             steps: MaskGIT decoding steps (forward passes).
             guidance: classifier-free guidance scale (1 = none; conditional and null share one forward).
-            temperature: sampling temperature (0 = greedy).
+            temperature: sampling temperature (0 = greedy; the default is
+                ``tokgen.transformer.config.DEFAULT_TEMPERATURE``).
             top_k: sample only among the k most likely codes (None: all; the default is
                 ``tokgen.transformer.config.DEFAULT_TOP_K``).
             seed: random seed; prompt ``i`` uses ``seed + i``.
+            first_frame: decode the first latent frame (an image) before the rest (see ``maskgit_sample``).
         """
         single = isinstance(prompts, str)
         prompt_list = [prompts] if single else list(prompts)
@@ -185,6 +191,7 @@ class Generator:
                 temperature=temperature,
                 top_k=top_k,
                 seed=seed + i,
+                first_frame=first_frame,
             )
             with torch.no_grad():
                 clips.append(tensor_to_frames(self.tokenizer.decode(codes))[0])
@@ -220,13 +227,14 @@ class Generator:
         window: int | None = None,
         steps: int = 12,
         guidance: float = 3.0,
-        temperature: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
         init: np.ndarray | str | Path | None = None,
         fps: float = 8.0,
         chunk_frames: int | None = None,
         progress: bool = False,
+        first_frame: bool = True,
     ) -> Story:
         """A video that follows ``prompts`` in turn, sampled window by window with carried codes.
 
@@ -247,6 +255,8 @@ class Generator:
             fps: converts a prompt's ``seconds`` to frames.
             chunk_frames: latent frames decoded at a time (default ``window``).
             progress: show a progress bar over the windows.
+            first_frame: without ``init``, decode the story's first latent frame before the rest of
+                its first window (see ``maskgit_sample``).
         """
         specs = [p if isinstance(p, PromptSpec) else PromptSpec(p) for p in prompts]
         if not specs:
@@ -286,6 +296,7 @@ class Generator:
                 top_k=top_k,
                 schedule=self.schedule,
                 on_window=advance,
+                first_frame=first_frame,
             )
         bounds = np.cumsum([t0] + [s.frames for s in segments]).tolist()  # latent frame where each segment starts
         pixel = [0 if k == 0 else config.num_frames(k) for k in bounds]  # ... and its first pixel frame
@@ -296,6 +307,7 @@ class Generator:
         seams = tuple(config.num_frames(w.new[0]) for w in result.windows if w.context)
         settings = dict(frames_per_prompt=default, window=window, context=context, steps=steps, guidance=guidance)
         settings |= dict(temperature=temperature, top_k=top_k, seed=seed, schedule=self.schedule, fps=fps)
+        settings |= dict(first_frame=first_frame and init_codes is None)
         frames = self._decode(result.codes, chunk_frames)
         return Story(frames, result.codes, records, result.windows, seams, pixel[0], settings)
 
@@ -308,7 +320,7 @@ class Generator:
         num_frames: int | None = None,
         steps: int = 12,
         guidance: float = 3.0,
-        temperature: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
     ) -> np.ndarray:

@@ -225,3 +225,37 @@ def test_tokens_follow_the_tempered_softmax() -> None:
     )
     freq = torch.bincount(codes.flatten(), minlength=4).float() / 4000
     assert torch.allclose(freq, (logits / 2.0).softmax(-1), atol=0.03)
+
+
+class GridLogits(TableLogits):
+    """``TableLogits`` for any number of latent frames up to the table's (a one-frame grid reads frame 0's)."""
+
+    def __call__(self, codes: Tensor, *, guided: bool) -> Tensor:
+        self.calls.append((codes.clone(), guided))
+        return self.table[: codes.shape[1]].expand(codes.shape[0], codes.shape[1], *self.table.shape[1:]).clone()
+
+
+def test_first_frame_is_decoded_alone_then_kept() -> None:
+    fn = GridLogits()
+    codes = sample(fn, steps=4, first_frame=True)
+    grids = [c.shape[1] for c, _ in fn.calls]
+    assert grids == [1] * 4 + [2] * 4  # the first frame's own passes on a one-frame grid, then the clip
+    first = fn.calls[3][0]  # the one-frame grid before its last step, then the clip's first input
+    clip_inputs = [c for c, _ in fn.calls[4:]]
+    assert (clip_inputs[0][:, 0] != V).all() and (clip_inputs[0][:, 1] == V).all()  # frame 0 given, the rest masked
+    for c in clip_inputs:  # frame 0 never changes in the clip's passes
+        assert torch.equal(c[:, 0], codes[:, 0])
+    assert (first[:, 0] == V).any()  # ...and it was really sampled in the first pass, not given
+    assert (codes != V).all()
+    again = sample(GridLogits(), steps=4, first_frame=True)
+    assert torch.equal(codes, again)  # one generator, so still a pure function of the seed
+
+
+def test_first_frame_needs_no_pass_where_frame_zero_is_known() -> None:
+    known, known_mask = known_inputs()
+    fn = GridLogits()
+    codes = sample(fn, steps=3, first_frame=True, known=known, known_mask=known_mask)
+    assert [c.shape[1] for c, _ in fn.calls] == [2] * 3
+    assert torch.equal(codes[known_mask], known[known_mask])
+    one_frame = sample(GridLogits(), shape=(3, 1, 3, 4), steps=3, first_frame=True)  # an image: one pass set
+    assert one_frame.shape == (3, 1, 3, 4)

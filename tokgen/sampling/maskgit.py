@@ -6,7 +6,8 @@ and re-masks the rest, so a clip of ``t * h * w`` codes costs ``steps`` passes (
 where token-by-token autoregressive decoding costs ``t * h * w`` (576).
 
 Guidance contract (``LogitsFn``): the sampler calls ``logits_fn(codes, guided=...)`` exactly once per
-step. With ``guided=False`` (``guidance == 1``), ``codes`` is the ``(B, t, h, w)`` batch and the logits
+step (with ``first_frame``, also once per step of the first frame's own pass, on a one-frame grid).
+With ``guided=False`` (``guidance == 1``), ``codes`` is the ``(B, t, h, w)`` batch and the logits
 are conditioned on the real prompts. With ``guided=True``, ``codes`` is the doubled batch
 ``[codes; codes]`` of ``2B`` rows: rows ``0..B-1`` must be conditioned on the real prompts and rows
 ``B..2B-1`` on the null prompt; the sampler combines ``null + guidance * (cond - null)``.
@@ -123,6 +124,7 @@ def maskgit_sample(
     guidance: float = 1.0,
     schedule: str = "cosine",
     noise_temperature: float = 4.5,
+    first_frame: bool = False,
 ) -> Tensor:
     """Decode a grid of codes in ``steps`` parallel passes by confidence-based re-masking.
 
@@ -140,6 +142,11 @@ def maskgit_sample(
         schedule: mask schedule name (``tokgen.transformer.masking.SCHEDULES``).
         noise_temperature: scale of the Gumbel noise added to log-confidences, annealed linearly to 0
             at the last step (MaskGIT's "choice temperature": early steps explore, late steps commit).
+        first_frame: decode the first latent frame alone first (``steps`` passes over a one-frame
+            grid, an image), then the rest given it (``steps`` more). Where the first frame is not
+            known, what the clip shows is then settled in one frame before it is set in motion:
+            decoding all frames at once can commit early tokens of different frames to different
+            objects. Doubles the passes (the first ones over ``1 / t`` of the tokens).
 
     Returns:
         ``(B, t, h, w)`` long codes in ``[0, V)``, with ``known`` wherever ``known_mask``.
@@ -177,6 +184,19 @@ def maskgit_sample(
             )
         codes = torch.where(known_mask, known, codes)
 
+    if first_frame and shape[1] > 1 and (known_mask is None or not bool(known_mask[:, 0].all())):
+        options = dict(steps=steps, temperature=temperature, top_k=top_k, guidance=guidance)
+        options.update(schedule=schedule, noise_temperature=noise_temperature)
+        first = maskgit_sample(
+            logits_fn,
+            shape=(batch, 1, *shape[2:]),
+            mask_id=mask_id,
+            generator=generator,
+            known=None if known is None else known[:, :1],
+            known_mask=None if known_mask is None else known_mask[:, :1],
+            **options,
+        )
+        codes[:, :1] = first
     flat = rearrange(codes, "b t h w -> b (t h w)").clone()  # (b, n): the sampler's state
     total = (flat == mask_id).sum(dim=-1)  # (b,) tokens to generate per sample
     guided = guidance != 1.0

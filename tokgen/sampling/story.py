@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from tokgen.sampling.maskgit import LogitsFn, maskgit_sample
+from tokgen.transformer.config import DEFAULT_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Segment:
 
     frames: int
     guidance: float = 3.0
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -105,6 +106,7 @@ def story_sample(
     schedule: str = "cosine",
     noise_temperature: float = 4.5,
     on_window: Callable[[Window], None] | None = None,
+    first_frame: bool = False,
 ) -> StoryCodes:
     """Sample a story of ``sum(segment.frames)`` new latent frames window by window.
 
@@ -121,6 +123,8 @@ def story_sample(
         batch: stories sampled at once (``init`` then has ``batch`` rows).
         steps, top_k, schedule, noise_temperature: ``maskgit_sample``'s options, for every window.
         on_window: called after each window (e.g. to advance a progress bar).
+        first_frame: ``maskgit_sample``'s option: in the first window of a story without ``init``, the
+            story's first latent frame is decoded before the rest (later windows know their first frames).
 
     Returns:
         ``StoryCodes``: ``(b, t0 + sum(frames), h, w)`` codes beginning with ``init``, and the windows.
@@ -163,6 +167,7 @@ def story_sample(
             guidance=segment.guidance,
             schedule=schedule,
             noise_temperature=noise_temperature,
+            first_frame=first_frame,
         )
         new = codes[:, win.context :]
         pieces.append(new)

@@ -30,7 +30,7 @@ from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
 from tokgen.tokenizer.config import TokenizerConfig
-from tokgen.transformer.config import TransformerConfig, TransformerTrainConfig
+from tokgen.transformer.config import DEFAULT_TEMPERATURE, TransformerConfig, TransformerTrainConfig
 from tokgen.transformer.masking import given_frames, random_mask, sample_mask_ratio
 from tokgen.transformer.model import MaskedTransformer, masked_token_loss
 
@@ -281,7 +281,7 @@ class TransformerLit(L.LightningModule):
         seed: int = 0,
         steps: int | None = None,
         guidance: float | None = None,
-        temperature: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
         known: Tensor | None = None,
         known_mask: Tensor | None = None,
     ) -> Tensor:
@@ -303,6 +303,7 @@ class TransformerLit(L.LightningModule):
             schedule=tc.mask_schedule,
             known=known,
             known_mask=known_mask,
+            first_frame=True,
         )
 
     def _sample_preview(self, prompts: list[str], codes_shape, stage: str) -> None:
