@@ -114,8 +114,8 @@ class TransformerLit(L.LightningModule):
         if self.train_config.compile:
             self.model.compile()
             # The training loss compiled with the model into one graph: the mask weights the loss
-            # instead of selecting rows, so no host sync and fused log-softmax (H200, base, batch 32:
-            # 61.8 -> 60.8 ms a step with the cross-attention change; see tools/results/README.md).
+            # instead of selecting rows, so no host sync and a fused log-softmax (H200, base, batch 32:
+            # 67 -> 62 ms a step; see tools/results/README.md).
             object.__setattr__(self, "_compiled_loss", torch.compile(self._masked_loss))
 
     def _masked_loss(self, inputs: Tensor, text: Tensor, text_mask: Tensor, codes: Tensor, mask: Tensor):
