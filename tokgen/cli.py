@@ -306,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from tokgen.memory import retain_freed_memory
+
+    retain_freed_memory()  # buffers made every step stay mapped: no page faults per step (tokgen/memory.py)
     user_errors = (
         FileExistsError,
         FileNotFoundError,

@@ -42,6 +42,7 @@ from bench_common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from tokgen.memory import retain_freed_memory
 from tokgen.tokenizer.blocks import Transformer
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.checkpointing)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="keep glibc's malloc thresholds (default: tokgen.memory.retain_freed_memory, as training does)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="write the training step's profiler table here")
     parser.add_argument(
         "--matmul-precision",
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="override preset fields, values in YAML (e.g. quantizer=fsq temporal_window=null)",
     )
     args = parser.parse_args(argv)
+    retained = False if args.malloc_default else retain_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -246,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch=torch.__version__,
         cpu=cpu_name(),
         threads=torch.get_num_threads(),
+        retain_freed_memory=retained,
         parameters=params,
         matmul={"size": args.matmul_size, "seconds_start_end": matmul_s, "flops_per_s": peak, "dtype": args.dtype},
         load_average={

@@ -44,6 +44,7 @@ from bench_common import datasheet_peak, peak_rss_mb, profile_table, run_times
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from tokgen.memory import retain_freed_memory
 from tokgen.sampling import maskgit_sample, text_logits_fn
 from tokgen.transformer import MaskedTransformer, TransformerConfig
 from tokgen.transformer.model import masked_token_loss
@@ -182,8 +183,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="keep glibc's malloc thresholds (default: tokgen.memory.retain_freed_memory, as training does)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="write the training step's profiler table here")
     args = parser.parse_args(argv)
+    retained = False if args.malloc_default else retain_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch=torch.__version__,
         cpu=platform.processor() or platform.machine(),
         threads=torch.get_num_threads(),
+        retain_freed_memory=retained,
         parameters=params,
         peak_rss_mb={"end": peak_rss_mb(), "note": "ru_maxrss: peak of the whole process, monotonic"},
         # Other work on the machine inflates the timings: compare the load with the core count.
