@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -48,7 +48,7 @@ from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
 
 
-def load_preset(name: str, overrides: list[str] = ()) -> TokenizerConfig:
+def load_preset(name: str, overrides: Sequence[str] = ()) -> TokenizerConfig:
     """A ``conf/tokenizer/<name>.yaml`` preset (the fields it sets over the TokenizerConfig defaults),
     with ``KEY=VALUE`` overrides (values parsed as YAML)."""
     import yaml
