@@ -16,6 +16,7 @@ from tokgen.generator import Generator
 from tokgen.io.video import read_video
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
+from tokgen.transformer.config import TransformerTrainConfig
 from tokgen.transformer.lit import TransformerLit
 
 TINY_TOKENIZER = OmegaConf.to_container(compose_config(["tokenizer=tiny"]).tokenizer)  # the tiny preset
@@ -184,12 +185,55 @@ def test_code_levels_are_checked_against_the_tokenizer_the_shards_recorded(
         run(cfg, "fit")
 
 
-def test_compiled_training_loss_equals_the_eager_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_share_trains_first_latent_frames_as_one_frame_grids() -> None:
+    from hydra.utils import instantiate
+
+    cfg = compose_config(["experiment=transformer_tiny", "model.train.image_share=0.25", "model.train.text_dropout=0"])
+    lit: TransformerLit = instantiate(cfg.model)
+    assert lit.image_rows(16, 5) == 4 and lit.image_rows(16, 1) == 0 and lit.image_rows(3, 5) == 1
+    codes = torch.randint(0, 64, (16, 5, 4, 4), generator=torch.Generator().manual_seed(0))
+    captions = ["a red circle moves right"] * 12 + ["a small blue square moves up"] * 4
+    seen = []
+    original = lit.model.forward
+    lit.model.forward = lambda c, e, m: seen.append((c, m.sum(1))) or original(c, e, m)  # type: ignore[method-assign]
+    loss = lit.training_step({"codes": codes, "caption": captions}, 0)
+    assert [tuple(c.shape) for c, _ in seen] == [(12, 5, 4, 4), (4, 1, 4, 4)]
+    images, lengths = seen[1]
+    given = images != lit.transformer_config.mask_id
+    assert torch.equal(images[given], codes[12:, :1][given])  # the image rows' own first latent frames
+    assert 0 < int(given.sum()) < images.numel()  # partly masked, like any training grid
+    assert torch.equal(lengths, lit.text.encode(captions[12:]).mask.sum(1))  # with their own captions
+    # One mean over the masked positions of both passes.
+    lit.model.forward = original  # type: ignore[method-assign]
+    masks = [c == lit.transformer_config.mask_id for c, _ in seen]
+    text = lit.text.encode(captions)
+    logits = [lit.model(seen[0][0], text.emb[:12], text.mask[:12]), lit.model(images, text.emb[12:], text.mask[12:])]
+    selected = torch.cat([lg[m] for lg, m in zip(logits, masks, strict=True)])
+    targets = torch.cat([codes[:12][masks[0]], codes[12:, :1][masks[1]]])
+    expected = torch.nn.functional.cross_entropy(selected, targets, label_smoothing=lit.train_config.label_smoothing)
+    torch.testing.assert_close(loss, expected)
+    # A batch of images (shards of t = 1 codes) trains in one pass, all rows as images.
+    seen.clear()
+    lit.model.forward = lambda c, e, m: seen.append((c, m.sum(1))) or original(c, e, m)  # type: ignore[method-assign]
+    assert torch.isfinite(lit.training_step({"codes": codes[:, :1], "caption": captions}, 0))
+    assert [tuple(c.shape) for c, _ in seen] == [(16, 1, 4, 4)]
+    with pytest.raises(ValueError, match=r"train.image_share must be in \[0, 1\), got 1.0"):
+        TransformerTrainConfig(image_share=1.0)
+
+
+@pytest.mark.parametrize("image_share", [0.0, 0.25])
+def test_compiled_training_loss_equals_the_eager_one(monkeypatch: pytest.MonkeyPatch, image_share: float) -> None:
     """With train.compile the loss is masked_token_loss compiled with the model: the same loss as eagerly."""
     from hydra.utils import instantiate
 
     cfg = compose_config(
-        ["experiment=transformer_tiny", "tokenize.out=/unused", "tokenize.tokenizer=null", "model.train.compile=true"]
+        [
+            "experiment=transformer_tiny",
+            "tokenize.out=/unused",
+            "tokenize.tokenizer=null",
+            "model.train.compile=true",
+            f"model.train.image_share={image_share}",
+        ]
     )
     torch.manual_seed(0)
     lit: TransformerLit = instantiate(cfg.model)

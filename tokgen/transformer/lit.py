@@ -201,23 +201,27 @@ class TransformerLit(L.LightningModule):
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._progress = run_progress(self.trainer, self._progress)
 
+    def image_rows(self, batch: int, t: int) -> int:
+        """How many of a training batch's clips (its last rows) train as images (``train.image_share``).
+
+        None for image clips (``t == 1``) and at least one video is always left.
+        """
+        if t < 2 or self.train_config.image_share <= 0:
+            return 0
+        return min(round(batch * self.train_config.image_share), batch - 1)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         codes = batch["codes"]
         g = self._generator(salt=1)
-        mask = self.masked_batch(codes, g)
+        videos = codes.shape[0] - self.image_rows(*codes.shape[:2])
+        parts = [(codes[:videos], self.masked_batch(codes[:videos], g))]
+        if videos < codes.shape[0]:  # image rows: the first latent frame alone, a one-frame grid
+            frames = codes[videos:, :1]
+            parts.append((frames, self.masked_batch(frames, g)))
         drop = (
             torch.rand(codes.shape[0], generator=g, device=g.device).to(codes.device) < self.train_config.text_dropout
         )
-        text = self._with_null(self._embed(batch), drop)
-        inputs = codes.masked_fill(mask, self.transformer_config.mask_id)
-        compiled = self.__dict__.get("_compiled_loss")
-        if compiled is not None:
-            loss, accuracy = compiled(inputs, text.emb, text.mask, codes, mask)
-        else:  # eagerly, scoring the selected positions alone is half the work of the weighted form
-            logits = self.model(inputs, text.emb, text.mask)
-            selected, targets = logits[mask], codes[mask]
-            loss = F.cross_entropy(selected, targets, label_smoothing=self.train_config.label_smoothing)
-            accuracy = (selected.argmax(-1) == targets).float().mean()
+        loss, accuracy = self._parts_loss(parts, self._with_null(self._embed(batch), drop))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite transformer loss at step {self.global_step}; the last good checkpoint is kept"
@@ -225,6 +229,32 @@ class TransformerLit(L.LightningModule):
         self.log_dict({"train/loss": loss, "train/masked_acc": accuracy, "train/text_dropped": drop.float().mean()})
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss
+
+    def _parts_loss(self, parts: list[tuple[Tensor, Tensor]], text: TextEmbedding) -> tuple[Tensor, Tensor]:
+        """Cross-entropy and accuracy over every masked position of ``(codes, mask)`` parts whose rows
+        follow each other in ``text`` (videos, then images): one forward per part, one mean overall."""
+        compiled = self.__dict__.get("_compiled_loss")
+        mask_id, row = self.transformer_config.mask_id, 0
+        sums, selected, targets = [], [], []
+        for codes, mask in parts:
+            rows = slice(row, row + codes.shape[0])
+            row = rows.stop
+            inputs = codes.masked_fill(mask, mask_id)
+            if compiled is not None:
+                loss, accuracy = compiled(inputs, text.emb[rows], text.mask[rows], codes, mask)
+                count = mask.sum()
+                sums.append((loss * count, accuracy * count, count))
+            else:  # eagerly, scoring the selected positions alone is half the work of the weighted form
+                logits = self.model(inputs, text.emb[rows], text.mask[rows])
+                selected.append(logits[mask])
+                targets.append(codes[mask])
+        if compiled is not None:
+            loss_sum, accuracy_sum, count = (torch.stack(x).sum() for x in zip(*sums, strict=True))
+            count = count.clamp_min(1)
+            return loss_sum / count, accuracy_sum / count
+        selected, targets = torch.cat(selected), torch.cat(targets)
+        loss = F.cross_entropy(selected, targets, label_smoothing=self.train_config.label_smoothing)
+        return loss, (selected.argmax(-1) == targets).float().mean()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip = gradient_clip_val or self.train_config.grad_clip
