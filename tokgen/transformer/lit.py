@@ -204,7 +204,7 @@ class TransformerLit(L.LightningModule):
     def image_rows(self, batch: int, t: int) -> int:
         """How many of a training batch's clips (its last rows) train as images (``train.image_share``).
 
-        None for image clips (``t == 1``) and at least one video is always left.
+        Zero for image clips (``t == 1``) or a share of 0; at least one video is always left.
         """
         if t < 2 or self.train_config.image_share <= 0:
             return 0
