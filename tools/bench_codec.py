@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import cpu_name, peak_rss_mb, run_times  # noqa: E402
-from bench_tokenizer import load_preset  # noqa: E402
+from bench_common import cpu_name, load_preset, peak_rss_mb, run_times  # noqa: E402
 
 from tokgen.codec import compress, decode_codes, decompress, encode_frames, load_tokenizer  # noqa: E402
 from tokgen.data.shapes import ShapesDataset  # noqa: E402
@@ -39,6 +38,7 @@ from tokgen.io.tokfile import (  # noqa: E402
 )
 from tokgen.io.video import read_video  # noqa: E402
 from tokgen.io.video_write import write_video  # noqa: E402
+from tokgen.tokenizer.config import TokenizerConfig  # noqa: E402
 from tokgen.tokenizer.model import VideoTokenizer  # noqa: E402
 
 
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, source = load_tokenizer(args.tokenizer), str(args.tokenizer)
     else:
         torch.manual_seed(0)
-        model, source = VideoTokenizer(load_preset("small")).eval(), "small preset, random weights"
+        model = VideoTokenizer(load_preset(TokenizerConfig, "tokenizer", "small")).eval()
+        source = "small preset, random weights"
 
     with tempfile.TemporaryDirectory(prefix="bench_codec.") as tmp:
         work = Path(tmp)

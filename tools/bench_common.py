@@ -11,7 +11,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -43,6 +43,25 @@ def preset_fields(group: str, name: str) -> dict:
     data = yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
     data.pop("defaults", None)
     return data
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``KEY=VALUE`` command-line overrides as a dict, values parsed as YAML."""
+    import yaml
+
+    fields = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        fields[key] = yaml.safe_load(value)
+    return fields
+
+
+def load_preset(config_cls, group: str, name: str, overrides: Sequence[str] = ()):
+    """``config_cls`` built from a ``conf/<group>/<name>.yaml`` preset (the fields it sets over the
+    dataclass defaults), with ``KEY=VALUE`` overrides (values parsed as YAML)."""
+    return config_cls.from_dict({**preset_fields(group, name), **parse_overrides(overrides)})
 
 
 def peak_rss_mb() -> float:

@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from bench_common import (
     cpu_name,
     datasheet_peak,
+    load_preset,
     matmul_seconds,
     peak_rss_mb,
-    preset_fields,
     profile_table,
     run_times,
 )
@@ -46,20 +46,6 @@ from tokgen.memory import retain_freed_memory
 from tokgen.tokenizer.blocks import Transformer
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
-
-
-def load_preset(name: str, overrides: Sequence[str] = ()) -> TokenizerConfig:
-    """A ``conf/tokenizer/<name>.yaml`` preset (the fields it sets over the TokenizerConfig defaults),
-    with ``KEY=VALUE`` overrides (values parsed as YAML)."""
-    import yaml
-
-    fields = preset_fields("tokenizer", name)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        fields[key] = yaml.safe_load(value)
-    return TokenizerConfig.from_dict(fields)
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[int, int]:
@@ -153,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     matmul_s = [matmul_seconds(device, dtype, args.matmul_size, **timing)]
     peak = 2 * args.matmul_size**3 / matmul_s[0]
 
-    config = load_preset(args.preset, args.set)
+    config = load_preset(TokenizerConfig, "tokenizer", args.preset, args.set)
     model = VideoTokenizer(config).to(device)
     params = sum(p.numel() for p in model.parameters())
     clips = {
