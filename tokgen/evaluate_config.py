@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EvaluateConfig:
     guidance: float = 3.0
     top_k: int | None = DEFAULT_TOP_K
     temperature: float = DEFAULT_TEMPERATURE
-    first_frame: bool = True
+    first_frame: bool = DEFAULT_FIRST_FRAME
     diversity_prompts: int = 8
     diversity_seeds: int = 4
     stories: int = 8

@@ -23,7 +23,7 @@ from tokgen.sampling.story import Segment, plan_windows, story_sample
 from tokgen.story import Story, window_progress
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
-from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, TransformerConfig
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
 
 
@@ -126,7 +126,7 @@ class Generator:
         seed: int = 0,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
-        first_frame: bool = True,
+        first_frame: bool = DEFAULT_FIRST_FRAME,
     ) -> torch.Tensor:
         """Codes ``(b, t, h, w)`` for ``prompts``; ``known``/``known_mask`` fix given codes (continuation);
         ``first_frame``: decode the first latent frame before the rest where it is not given."""
@@ -160,7 +160,7 @@ class Generator:
         temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
-        first_frame: bool = True,
+        first_frame: bool = DEFAULT_FIRST_FRAME,
     ) -> np.ndarray | list[np.ndarray]:
         """Generate uint8 frames ``(T, H, W, 3)`` for a prompt (a list of them for a list of prompts).
 
@@ -234,7 +234,7 @@ class Generator:
         fps: float = 8.0,
         chunk_frames: int | None = None,
         progress: bool = False,
-        first_frame: bool = True,
+        first_frame: bool = DEFAULT_FIRST_FRAME,
     ) -> Story:
         """A video that follows ``prompts`` in turn, sampled window by window with carried codes.
 

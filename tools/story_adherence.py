@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tokgen.generator import Generator
 from tokgen.metrics.story import score_story, shapes_stories, summarize
-from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 TARGET = 0.85
 
@@ -42,7 +42,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    parser.add_argument("--joint", action="store_true", help="decode the first window's frames all at once")
+    parser.add_argument(
+        "--first-frame",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_FIRST_FRAME,
+        help="decode the first window's first latent frame before its other frames (default: the generator's)",
+    )
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="0: sample from every code")
     parser.add_argument("--seed", type=int, default=0, help="picks the stories and seeds their sampling")
     parser.add_argument("--device", default="cpu")
@@ -71,7 +76,7 @@ def main() -> None:
             temperature=args.temperature,
             top_k=args.top_k or None,
             seed=args.seed * 1000 + i * len(prompts),
-            first_frame=not args.joint,
+            first_frame=args.first_frame,
         )
         score = score_story(story.frames, prompts, [(s.start, s.stop) for s in story.segments], story.seams)
         scores.append(score)

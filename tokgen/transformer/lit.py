@@ -30,7 +30,12 @@ from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.text.embedding import TextEmbedding
 from tokgen.tokenizer.config import TokenizerConfig
-from tokgen.transformer.config import DEFAULT_TEMPERATURE, TransformerConfig, TransformerTrainConfig
+from tokgen.transformer.config import (
+    DEFAULT_FIRST_FRAME,
+    DEFAULT_TEMPERATURE,
+    TransformerConfig,
+    TransformerTrainConfig,
+)
 from tokgen.transformer.masking import given_frames, random_mask, sample_mask_ratio
 from tokgen.transformer.model import MaskedTransformer, masked_token_loss
 
@@ -333,7 +338,7 @@ class TransformerLit(L.LightningModule):
             schedule=tc.mask_schedule,
             known=known,
             known_mask=known_mask,
-            first_frame=True,
+            first_frame=DEFAULT_FIRST_FRAME,
         )
 
     def _sample_preview(self, prompts: list[str], codes_shape, stage: str) -> None:
