@@ -23,7 +23,7 @@ from tokgen.sampling.prompts import PromptSpec
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.config import TokenizerConfig
 from tokgen.tokenizer.model import VideoTokenizer
-from tokgen.transformer.config import TransformerConfig
+from tokgen.transformer.config import DEFAULT_GUIDANCE, TransformerConfig
 from tokgen.transformer.model import MaskedTransformer
 
 # The tiny learned text encoder keeps 16 bytes of a prompt: expected here, so not a warning worth showing.
@@ -89,7 +89,7 @@ def test_per_prompt_settings_and_any_length(generator: Generator) -> None:
     specs = [PromptSpec(STORY[0], frames=2), PromptSpec(STORY[1], frames=14, seed=9, guidance=1.5), STORY[2]]
     story = generator.story(specs, frames_per_prompt=4, steps=2)
     assert story.frames.shape[0] == 1 + 2 + 14 + 4 and story.codes.shape[1] == 2 + 7 + 2
-    assert [(s.seed, s.guidance) for s in story.segments] == [(0, 3.0), (9, 1.5), (2, 3.0)]
+    assert [(s.seed, s.guidance) for s in story.segments] == [(0, DEFAULT_GUIDANCE), (9, 1.5), (2, DEFAULT_GUIDANCE)]
     with pytest.raises(ValueError, match="frames=3 must be a positive multiple of 2"):
         generator.story([PromptSpec(STORY[0], frames=3, source="story.yaml:4")])
     with pytest.raises(ValueError, match="story.yaml:4"):

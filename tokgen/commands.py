@@ -10,7 +10,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from tokgen.evaluate_config import EvaluateConfig
-from tokgen.transformer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
 @dataclass
@@ -142,7 +142,7 @@ class StoryOptions:
     generator: str = MISSING
     frames_per_prompt: int = 0
     context: int = 0
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     temperature: float = DEFAULT_TEMPERATURE
     top_k: int | None = DEFAULT_TOP_K  # null samples from every code
     steps: int = 12

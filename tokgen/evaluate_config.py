@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
 @dataclass
@@ -32,7 +32,7 @@ class EvaluateConfig:
     resolution: int = 64
     num_frames: int = 17
     steps: int = 12
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     top_k: int | None = DEFAULT_TOP_K
     temperature: float = DEFAULT_TEMPERATURE
     first_frame: bool = DEFAULT_FIRST_FRAME

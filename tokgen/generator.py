@@ -23,7 +23,13 @@ from tokgen.sampling.story import Segment, plan_windows, story_sample
 from tokgen.story import Story, window_progress
 from tokgen.text import TextEncoderConfig, build_text_encoder
 from tokgen.tokenizer.model import VideoTokenizer
-from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, TransformerConfig
+from tokgen.transformer.config import (
+    DEFAULT_FIRST_FRAME,
+    DEFAULT_GUIDANCE,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    TransformerConfig,
+)
 from tokgen.transformer.model import MaskedTransformer
 
 
@@ -120,7 +126,7 @@ class Generator:
         codes_shape: tuple[int, int, int],
         *,
         steps: int = 12,
-        guidance: float = 3.0,
+        guidance: float = DEFAULT_GUIDANCE,
         temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
@@ -156,7 +162,7 @@ class Generator:
         *,
         num_frames: int | None = None,
         steps: int = 12,
-        guidance: float = 3.0,
+        guidance: float = DEFAULT_GUIDANCE,
         temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
@@ -226,7 +232,7 @@ class Generator:
         context: int | None = None,
         window: int | None = None,
         steps: int = 12,
-        guidance: float = 3.0,
+        guidance: float = DEFAULT_GUIDANCE,
         temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,
@@ -319,7 +325,7 @@ class Generator:
         *,
         num_frames: int | None = None,
         steps: int = 12,
-        guidance: float = 3.0,
+        guidance: float = DEFAULT_GUIDANCE,
         temperature: float = DEFAULT_TEMPERATURE,
         top_k: int | None = DEFAULT_TOP_K,
         seed: int = 0,

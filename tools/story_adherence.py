@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tokgen.generator import Generator
 from tokgen.metrics.story import score_story, shapes_stories, summarize
-from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 TARGET = 0.85
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--frames-per-prompt", type=int, default=None, help="default: trained clip length - 1")
     parser.add_argument("--context", type=int, default=None, help="carried latent frames; default window // 2")
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument(
         "--first-frame",

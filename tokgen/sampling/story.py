@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from tokgen.sampling.maskgit import LogitsFn, maskgit_sample
-from tokgen.transformer.config import DEFAULT_TEMPERATURE
+from tokgen.transformer.config import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Segment:
     """
 
     frames: int
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     temperature: float = DEFAULT_TEMPERATURE
     seed: int | None = None
 
