@@ -32,13 +32,15 @@ DEFAULT_TEMPERATURE = 0.5
 # all right 0.39 -> 0.45 (higher in each of the four pairs); 50 three-prompt stories adhering
 # 34% -> 38% and 22% -> 26%. The first-frame gain above (0.64 -> 0.69) was at temperature 1.
 DEFAULT_FIRST_FRAME = False
-# Classifier-free guidance 2 by default. With all frames decoded together, guidance 3 over-steers the
-# 30-minute Shapes generators: extra specks of a neighbouring hue (a blue circle with cyan patches,
-# read as a second object). The same two generators and captions (2 x 2 x 128 clips, temperature 0.5,
-# top-k 16), clips all right at guidance 1 / 1.5 / 2 / 2.5 / 3 / 5: 0.11 / 0.44 / 0.63 / 0.60 / 0.50 /
-# 0.25 (one generator, one caption set); at 2 against 3 in all four pairs 0.57 against 0.45 on average
-# (colour 0.95 against 0.76); 50 three-prompt stories adhering 40% and 22% against 38% and 26%.
-DEFAULT_GUIDANCE = 2.0
+# Classifier-free guidance 2.5 by default: the best setting depends on how long the transformer trained.
+# All frames decoded together, temperature 0.5, top-k 16, 128 held-out captions (clips all right):
+# - 30-minute Shapes generators (6-minute tokenizer, 24-minute transformers, ~4000-4700 steps): guidance
+#   1 / 1.5 / 2 / 2.5 / 3 / 5 gave 0.11 / 0.44 / 0.63 / 0.60 / 0.50 / 0.25 on one, 0.52 / 0.50 / 0.46 at
+#   2 / 2.5 / 3 on the other; guidance 3 over-steers them into specks of a neighbouring hue (a blue circle
+#   with cyan patches, read as a second object). 50 stories adhering: 40% / 38% / 38% at 2 / 2.5 / 3.
+# - the demo's 8-minute generator (1394 steps on a slow 2-core machine): 0.13 / 0.23 / 0.23 / 0.21 at
+#   2 / 2.5 / 3 / 4: too little guidance leaves it drawing the wrong motion.
+DEFAULT_GUIDANCE = 2.5
 
 
 @dataclass
