@@ -58,10 +58,10 @@ def parse_overrides(items: Sequence[str]) -> dict:
     return fields
 
 
-def load_preset(config_cls, group: str, name: str, overrides: Sequence[str] = ()):
+def load_preset(config_cls, group: str, name: str | None, overrides: Sequence[str] = ()):
     """``config_cls`` built from a ``conf/<group>/<name>.yaml`` preset (the fields it sets over the
-    dataclass defaults), with ``KEY=VALUE`` overrides (values parsed as YAML)."""
-    return config_cls.from_dict({**preset_fields(group, name), **parse_overrides(overrides)})
+    dataclass defaults; none for ``name=None``), with ``KEY=VALUE`` overrides (values parsed as YAML)."""
+    return config_cls.from_dict({**(preset_fields(group, name) if name else {}), **parse_overrides(overrides)})
 
 
 def peak_rss_mb() -> float:

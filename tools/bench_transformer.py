@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_common import datasheet_peak, load_preset, parse_overrides, peak_rss_mb, profile_table, run_times
+from bench_common import datasheet_peak, load_preset, peak_rss_mb, profile_table, run_times
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -176,18 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
         default="auto",
         help="self-attention kernel: auto = PyTorch's choice among all; else that one (and math where it cannot run)",
     )
-    parser.add_argument(
-        "--preset",
-        default=None,
-        help="a conf/transformer/*.yaml preset (default: the TransformerConfig defaults, the reference workload)",
-    )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config fields, values in YAML (e.g. depth=2 rotary=false)",
-    )
+    parser.add_argument("--preset", help="a conf/transformer/*.yaml preset (default: TransformerConfig's defaults)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, values in YAML")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense peak for MFU (default: datasheet)")
     parser.add_argument("--text-len", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
@@ -222,11 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     load_before = os.getloadavg()
 
-    config = (
-        load_preset(TransformerConfig, "transformer", args.preset, args.set)
-        if args.preset
-        else TransformerConfig.from_dict(parse_overrides(args.set))
-    )
+    config = load_preset(TransformerConfig, "transformer", args.preset, args.set)  # no preset: the defaults
     model = restrict_sdpa(MaskedTransformer(config).to(device).eval(), args.sdpa)
     params = sum(p.numel() for p in model.parameters())
     grid = tuple(args.grid)
