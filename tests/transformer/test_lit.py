@@ -136,6 +136,9 @@ def test_fit_export_generate_and_predict(shards: tuple[Path, Path], tmp_path: Pa
     )
     record = json.loads((predicted / "predictions" / "predictions.json").read_text())
     assert [s["prompt"] for s in record["samples"]] == ["a red circle moves right", "a green square moves up"]
+    assert [s["frames"] for s in record["samples"]] == [9, 9]
+    # Every sampling setting is recorded, so the clips can be drawn again.
+    assert {"steps", "guidance", "temperature", "top_k", "schedule", "first_frame"} <= set(record["settings"])
     frames = read_video(predicted / "predictions" / record["samples"][0]["file"])
     assert frames.shape == (9, 16, 16, 3)
 

@@ -392,14 +392,9 @@ class TransformerLit(L.LightningModule):
                 stem = f"sample_{len(records):04d}"
                 write_video(folder / f"{stem}.mp4", frames, fps)
                 save_png(folder / f"{stem}.png", contact_sheet([frames], labels=[prompt], scale=2))
-                records.append({"file": f"{stem}.mp4", "prompt": prompt, "seed": seed})
+                records.append({"file": f"{stem}.mp4", "prompt": prompt, "seed": seed, "frames": len(frames)})
         tc = self.train_config
-        settings = {
-            "steps": tc.sample_steps,
-            "guidance": tc.sample_guidance,
-            "top_k": tc.sample_top_k,
-            "schedule": tc.mask_schedule,
-            "fps": fps,
-        }
+        settings = dict(steps=tc.sample_steps, guidance=tc.sample_guidance, temperature=DEFAULT_TEMPERATURE)
+        settings |= dict(top_k=tc.sample_top_k, first_frame=DEFAULT_FIRST_FRAME, schedule=tc.mask_schedule, fps=fps)
         (folder / "predictions.json").write_text(json.dumps({"settings": settings, "samples": records}, indent=1))
         return folder
