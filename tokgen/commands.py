@@ -189,7 +189,7 @@ class DemoOptions:
 
     out: str = "runs/demo"
     tokenizer_minutes: float = 6.0
-    # 6 + 11 minutes and 10000 clips fill the 20-minute budget (18.3 minutes on 2 cores, 2026-12-06):
+    # 6 + 11 minutes and 10000 clips fill the 20-minute budget (18.0-18.3 minutes on 2 cores, 2026-12-06):
     # against 6 + 8 and 3000 clips (14.4 minutes), 128 captions all right 27% -> 50%, stories 2% -> 28%.
     generator_minutes: float = 11.0
     clips: int = 10000  # Shapes clips encoded into token shards for the generator
