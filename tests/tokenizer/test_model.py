@@ -346,3 +346,13 @@ def test_bf16_autocast_forward_matches_fp32() -> None:
             half = model(video).recon
     assert half.dtype == torch.bfloat16
     assert (half.float() - ref).abs().mean() < 0.02 * ref.abs().mean() + 1e-3
+
+
+def test_public_names_resolve_from_both_packages() -> None:
+    import tokgen
+    import tokgen.tokenizer
+
+    assert tokgen.tokenizer.VideoTokenizer is VideoTokenizer is tokgen.VideoTokenizer
+    assert tokgen.tokenizer.TokenizerConfig is TokenizerConfig is tokgen.TokenizerConfig
+    with pytest.raises(AttributeError, match="tokgen.tokenizer.*Tokeniser"):
+        tokgen.tokenizer.Tokeniser  # noqa: B018 -- a misspelt name is an error naming the package
