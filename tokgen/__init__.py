@@ -5,8 +5,7 @@ The public names are imported lazily, so ``tokgen --help`` and config compositio
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tokgen.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -23,8 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tokgen' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names are imported lazily, so composing a config does not pull in x-transformers
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tokgen.lazy import lazy_getattr
 
 _EXPORTS = {
     "TokenizerConfig": "tokgen.tokenizer.config",
@@ -15,8 +14,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tokgen.tokenizer' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ x-transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tokgen.lazy import lazy_getattr
 
 _EXPORTS = {
     "TransformerConfig": "tokgen.transformer.config",
@@ -20,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tokgen.transformer' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
