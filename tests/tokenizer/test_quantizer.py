@@ -61,6 +61,39 @@ def test_fsq_loss_is_zero_in_training() -> None:
     assert out.loss.item() == 0.0 and out.loss.shape == ()
 
 
+def test_fsq_center_loss_measures_distance_from_the_codes_cells() -> None:
+    """The pull's unrounded latents round to the library's own codes, and the loss is their distance."""
+    quantizer = make("fsq", fsq_levels=[4, 5, 3], fsq_center_weight=2.0).train()
+    x = torch.randn(3, 20, 32) * 3
+    fsq = quantizer.impl
+    half = (fsq._levels.float() - 1) * (1 + 1e-3) / 2
+    offset = (fsq._levels % 2 == 0).float() * 0.5
+    unrounded = torch.tanh(fsq.project_in(x) + torch.atanh(offset / half)) * half - offset
+    library = fsq.bound(fsq.project_in(x)) * (fsq._levels // 2)  # the library's rounded levels
+    assert torch.equal(unrounded.round(), library.round())
+    expected = 2.0 * (unrounded - unrounded.round()).pow(2).mean()
+    torch.testing.assert_close(quantizer(x).loss, expected)
+    assert 0 < expected < 2.0 * 0.25  # at most half a level from a centre
+
+
+def test_fsq_center_loss_pulls_latents_to_their_cell_centres() -> None:
+    quantizer = make("fsq", fsq_center_weight=1.0).train()
+    x = torch.randn(4, 16, 32)
+    before = quantizer(x).loss.item()
+    optimizer = torch.optim.SGD(quantizer.parameters(), lr=0.5)
+    for _ in range(20):
+        optimizer.zero_grad()
+        quantizer(x).loss.backward()
+        optimizer.step()
+    assert quantizer(x).loss.item() < 0.5 * before
+    assert quantizer.eval()(x).loss.item() == 0.0  # a training loss only
+
+
+def test_fsq_center_weight_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="fsq_center_weight must be >= 0"):
+        TokenizerConfig(quantizer="fsq", fsq_center_weight=-0.1)
+
+
 def test_lfq_training_returns_entropy_loss() -> None:
     out = make("lfq").train()(torch.randn(2, 10, 32, requires_grad=True))
     assert out.loss.shape == () and out.loss.requires_grad

@@ -52,6 +52,11 @@ class TokenizerConfig:
     dead_code_threshold: float = 2.0  # restart codes used fewer times than this per batch (EMA count)
     # fsq: the product of levels is the codebook size.
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 8, 4, 4])
+    # fsq: weight of a pull of the encoder's latents towards the centres of their FSQ cells (the squared
+    # distance to the nearest level, in level units). FSQ alone leaves latents anywhere in a cell, so
+    # after longer training flat content drifts across cell borders and gets codes that the decoder
+    # no longer tells apart but the transformer has to predict. 0: off. See conf/tokenizer/small.yaml.
+    fsq_center_weight: float = 0.0
     # lfq: codebook_size must be a power of two.
     lfq_entropy_weight: float = 0.1
 
@@ -75,6 +80,8 @@ class TokenizerConfig:
             raise ValueError(
                 f"TokenizerConfig.patch_overlap must be in [0, patch_size={self.patch_size}], got {self.patch_overlap}"
             )
+        if self.fsq_center_weight < 0:
+            raise ValueError(f"TokenizerConfig.fsq_center_weight must be >= 0 (0: off), got {self.fsq_center_weight}")
         if self.refine_channels < 0:
             raise ValueError(f"TokenizerConfig.refine_channels must be >= 0 (0: none), got {self.refine_channels}")
         if self.temporal_window is not None and self.temporal_window < 1:

@@ -29,7 +29,7 @@ class QuantizerOutput:
         quantized: ``(b, n, d)`` float32, the code vectors (with straight-through gradients in training).
         indices: ``(b, n)`` long, code ids in ``[0, codebook_size)``.
         loss: scalar float32, the quantizer's own weighted loss (commitment for VQ, entropy for LFQ,
-            zero for FSQ and in eval mode).
+            the pull to cell centres for FSQ with ``fsq_center_weight``; zero otherwise and in eval mode).
     """
 
     quantized: Tensor
@@ -43,6 +43,19 @@ def _argmax_one_hot(logits: Tensor, *, dim: int = -1, topk: int | None = None, *
         raise NotImplementedError("top-k code sampling is not used by the tokenizer")
     indices = logits.argmax(dim=dim)
     return indices, torch.zeros_like(logits).scatter_(dim, indices.unsqueeze(dim), 1.0)
+
+
+def _fsq_center_loss(fsq: FSQ, x: Tensor) -> Tensor:
+    """Mean squared distance, in level units, of ``x``'s FSQ latents from the nearest level (cell centre).
+
+    The library's ``FSQ.bound`` rounds inside, so its bounding (a shifted tanh scaled to the levels,
+    offset by half a level for even level counts) is repeated here without the rounding.
+    """
+    levels = fsq._levels.float()
+    half = (levels - 1) * (1 + 1e-3) / 2  # the library's eps
+    offset = (fsq._levels % 2 == 0).float() * 0.5
+    bounded = torch.tanh(fsq.project_in(x) + torch.atanh(offset / half)) * half - offset
+    return (bounded - bounded.detach().round()).pow(2).mean()
 
 
 class Quantizer(nn.Module):
@@ -73,6 +86,7 @@ class Quantizer(nn.Module):
             self.impl._codebook.gumbel_sample = _argmax_one_hot
         elif self.kind == "fsq":
             self.impl = FSQ(levels=list(config.fsq_levels), dim=config.dim)
+            self.center_weight = config.fsq_center_weight
         else:
             self.impl = LFQ(
                 dim=config.dim,
@@ -89,6 +103,8 @@ class Quantizer(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.kind == "fsq":
                 (quantized, indices), loss = self.impl(x.float()), None
+                if self.training and self.center_weight > 0:
+                    loss = self.center_weight * _fsq_center_loss(self.impl, x.float())
             else:  # VQ: (quantized, indices, loss); LFQ: a named tuple (quantized, indices, entropy loss)
                 quantized, indices, loss = self.impl(x.float())
         # Outside training the library returns a shared zero buffer as the loss (VQ even marks it
