@@ -101,12 +101,13 @@ class Quantizer(nn.Module):
             return QuantizerOutput(self.embed(indices), indices, x.new_zeros((), dtype=torch.float32))
         # Distances, rounding and codebook statistics are fragile in half precision: always fp32.
         with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
             if self.kind == "fsq":
-                (quantized, indices), loss = self.impl(x.float()), None
+                (quantized, indices), loss = self.impl(x), None
                 if self.training and self.center_weight > 0:
-                    loss = self.center_weight * _fsq_center_loss(self.impl, x.float())
+                    loss = self.center_weight * _fsq_center_loss(self.impl, x)
             else:  # VQ: (quantized, indices, loss); LFQ: a named tuple (quantized, indices, entropy loss)
-                quantized, indices, loss = self.impl(x.float())
+                quantized, indices, loss = self.impl(x)
         # Outside training the library returns a shared zero buffer as the loss (VQ even marks it
         # requires_grad); hand out a fresh zero so no caller can modify that buffer.
         if loss is None or not self.training:
