@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,28 @@ def test_tokenize_writes_resumable_shards(shards: tuple[Path, Path]) -> None:
     assert (shard_dir / "shard_00001.safetensors").exists()
     assert (shard_dir / "shard_00000.safetensors").stat().st_mtime_ns == kept
     assert torch.equal(TokenShardDataset(shard_dir, max_text_len=16)[13]["codes"], item["codes"])
+
+
+def test_tokenize_resumes_shards_recorded_before_a_config_field_existed(
+    shards: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tokenizer_dir, shard_dir = shards
+    copy = tmp_path / "shards"
+    shutil.copytree(shard_dir, copy)
+    index_path = copy / "index.json"
+    index = json.loads(index_path.read_text())
+    # As an older tokgen wrote it: its TokenizerConfig had no fsq_center_weight (the default, 0, is what it did).
+    del index["sources"]["tokenizer_config"]["fsq_center_weight"]
+    index_path.write_text(json.dumps(index))
+    (copy / "shard_00002.safetensors").unlink()
+    tokenize(compose_config(_tokenize_args(tokenizer_dir, copy)))
+    assert (copy / "shard_00002.safetensors").exists()
+    assert "fsq_center_weight" in json.loads(index_path.read_text())["sources"]["tokenizer_config"]
+    # A recorded value that differs is still another tokenizer's shards.
+    index["sources"]["tokenizer_config"]["fsq_center_weight"] = 0.05
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="other settings"):
+        tokenize(compose_config(_tokenize_args(tokenizer_dir, copy)))
 
 
 def test_text_dropout_and_continuation_reach_training(shards: tuple[Path, Path]) -> None:

@@ -13,6 +13,7 @@ shard file appears atomically, and a restarted run skips the shards already on d
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from tokgen.io.atomic import atomic_output
+from tokgen.tokenizer.config import TokenizerConfig
 
 INDEX = "index.json"
 NULL_TEXT = "null_text.safetensors"
@@ -32,6 +34,21 @@ FORMAT_VERSION = 1
 
 def _shard_name(k: int) -> str:
     return f"shard_{k:05d}"
+
+
+def _comparable(sources: dict) -> dict:
+    """``sources`` as JSON holds it, its tokenizer config completed with this version's defaults.
+
+    A field added to ``TokenizerConfig`` after shards were written is missing from their index; filled
+    in with its default (as ``from_pretrained`` fills it in for that tokenizer) the record still
+    matches, so the shards resume. A config this version cannot read is compared as it stands.
+    """
+    sources = json.loads(json.dumps(sources))
+    config = sources.get("tokenizer_config")
+    if isinstance(config, dict):
+        with contextlib.suppress(TypeError, ValueError):
+            sources["tokenizer_config"] = json.loads(json.dumps(TokenizerConfig.from_dict(config).to_dict()))
+    return sources
 
 
 def write_token_shards(
@@ -66,7 +83,7 @@ def write_token_shards(
     sources = sources or {}
     if index_path.exists():
         old = json.loads(index_path.read_text())
-        if old.get("sources") != sources or old.get("shard_size") != shard_size:
+        if _comparable(old.get("sources") or {}) != _comparable(sources) or old.get("shard_size") != shard_size:
             raise ValueError(f"{out} holds shards made with other settings ({index_path}); choose a new folder")
     n = len(dataset)
     num_shards = (n + shard_size - 1) // shard_size
