@@ -85,10 +85,10 @@ def test_tokenize_resumes_shards_recorded_before_a_config_field_existed(
     tokenize(compose_config(_tokenize_args(tokenizer_dir, copy)))
     assert (copy / "shard_00002.safetensors").exists()
     assert "fsq_center_weight" in json.loads(index_path.read_text())["sources"]["tokenizer_config"]
-    # A recorded value that differs is still another tokenizer's shards.
+    # A recorded value that differs is still another tokenizer's shards, and the error names it.
     index["sources"]["tokenizer_config"]["fsq_center_weight"] = 0.05
     index_path.write_text(json.dumps(index))
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings .*sources\.tokenizer_config\.fsq_center_weight: 0\.05 -> "):
         tokenize(compose_config(_tokenize_args(tokenizer_dir, copy)))
 
 

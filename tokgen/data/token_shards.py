@@ -51,6 +51,22 @@ def _comparable(sources: dict) -> dict:
     return sources
 
 
+_ABSENT = object()
+
+
+def _differences(recorded: object, current: object, path: str = "") -> list[str]:
+    """Dotted keys where two JSON records differ, each with both values: ``key: recorded -> current``."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(recorded) | set(current), key=str):
+            found += _differences(recorded.get(key, _ABSENT), current.get(key, _ABSENT), f"{path}.{key}".lstrip("."))
+        return found
+    if recorded == current:
+        return []
+    shown = ["(absent)" if v is _ABSENT else json.dumps(v)[:80] for v in (recorded, current)]
+    return [f"{path}: {shown[0]} -> {shown[1]}"]
+
+
 def write_token_shards(
     dataset: Dataset,
     out: str | Path,
@@ -83,8 +99,14 @@ def write_token_shards(
     sources = sources or {}
     if index_path.exists():
         old = json.loads(index_path.read_text())
-        if _comparable(old.get("sources") or {}) != _comparable(sources) or old.get("shard_size") != shard_size:
-            raise ValueError(f"{out} holds shards made with other settings ({index_path}); choose a new folder")
+        recorded = {"sources": _comparable(old.get("sources") or {}), "shard_size": old.get("shard_size")}
+        differ = _differences(recorded, {"sources": _comparable(sources), "shard_size": shard_size})
+        if differ:
+            shown = "; ".join(differ[:5]) + (f"; and {len(differ) - 5} more" if len(differ) > 5 else "")
+            raise ValueError(
+                f"{out} holds shards made with other settings ({index_path}: recorded -> now: {shown}); "
+                "choose a new folder"
+            )
     n = len(dataset)
     num_shards = (n + shard_size - 1) // shard_size
     todo = [k for k in range(num_shards) if not (out / f"{_shard_name(k)}.safetensors").exists()]
