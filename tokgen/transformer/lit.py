@@ -14,7 +14,6 @@ config, never saved.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tokgen.io.contact_sheet import contact_sheet, save_png
-from tokgen.io.video_write import write_video
+from tokgen.io.samples import write_samples
 from tokgen.lr_schedule import lr_factor, run_progress
 from tokgen.metrics.adherence import score_clips
 from tokgen.text import TextEncoderConfig, build_text_encoder
@@ -385,16 +384,11 @@ class TransformerLit(L.LightningModule):
 
     def write_predictions(self, outputs: list[dict], folder: Path, fps: float = 8.0) -> Path:
         """One mp4 + contact sheet per prompt and a ``predictions.json`` with seeds and settings."""
-        folder.mkdir(parents=True, exist_ok=False)
-        records = []
-        for batch in outputs:
-            for frames, prompt, seed in zip(batch["frames"], batch["prompt"], batch["seed"], strict=True):
-                stem = f"sample_{len(records):04d}"
-                write_video(folder / f"{stem}.mp4", frames, fps)
-                save_png(folder / f"{stem}.png", contact_sheet([frames], labels=[prompt], scale=2))
-                records.append({"file": f"{stem}.mp4", "prompt": prompt, "seed": seed, "frames": len(frames)})
+        clips = [frames for batch in outputs for frames in batch["frames"]]
+        records = [
+            {"prompt": p, "seed": s} for batch in outputs for p, s in zip(batch["prompt"], batch["seed"], strict=True)
+        ]
         tc = self.train_config
         settings = dict(steps=tc.sample_steps, guidance=tc.sample_guidance, temperature=DEFAULT_TEMPERATURE)
         settings |= dict(top_k=tc.sample_top_k, first_frame=DEFAULT_FIRST_FRAME, schedule=tc.mask_schedule, fps=fps)
-        (folder / "predictions.json").write_text(json.dumps({"settings": settings, "samples": records}, indent=1))
-        return folder
+        return write_samples(folder, clips, records, settings, fps=fps, record="predictions.json")
