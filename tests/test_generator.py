@@ -159,6 +159,40 @@ def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
     return tensor_to_frames(video)[0, 0].astype(int)
 
 
+def test_cli_generate_writes_a_clip_sheet_and_seed_per_sample(generator: Generator, tmp_path: Path) -> None:
+    generator.save_pretrained(tmp_path / "gen")
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- a red circle moves right\n- {prompt: a blue square stays still, frames: 3, seed: 7}\n")
+    out = tmp_path / "clips"
+    gen = f"generator={tmp_path / 'gen'}"
+    args = ["generate", gen, f"prompts={prompts}", f"out={out}", "samples=2", "steps=2", "seed=10"]
+    main(args)
+    samples = json.loads((out / "generate.json").read_text())["samples"]
+    # The k-th clip samples with seed + k; a prompt's own seed counts its samples from there.
+    assert [(s["prompt"][:6], s["seed"]) for s in samples] == [
+        ("a red ", 10),
+        ("a red ", 11),
+        ("a blue", 7),
+        ("a blue", 8),
+    ]
+    assert [read_video(out / s["file"]).shape[0] for s in samples] == [9, 9, 3, 3] == [s["frames"] for s in samples]
+    assert all((out / s["file"]).with_suffix(".png").exists() for s in samples)
+    # The same seed and settings give the clip Generator.generate gives (written by the same encoder).
+    write_video(
+        tmp_path / "ref.mp4", generator.generate("a blue square stays still", num_frames=3, steps=2, seed=8), 8.0
+    )
+    assert np.array_equal(read_video(out / samples[3]["file"]), read_video(tmp_path / "ref.mp4"))
+    assert not np.array_equal(read_video(out / samples[2]["file"]), read_video(tmp_path / "ref.mp4"))
+    with pytest.raises(SystemExit, match="not empty"):  # refused before sampling; nothing is replaced
+        main(args)
+    with pytest.raises(SystemExit, match="exactly one"):
+        main(["generate", gen, f"prompts={prompts}", "prompt=a red circle moves up", f"out={tmp_path / 'x'}"])
+    prompts.write_text("- a red circle moves right\n- {prompt: a red circle moves up, frames: 4}\n")
+    with pytest.raises(SystemExit, match=r"prompts.yaml:2: a clip of 4 frames does not fit temporal_patch=2"):
+        main(["generate", gen, f"prompts={prompts}", f"out={tmp_path / 'y'}", "steps=1"])
+    assert not (tmp_path / "y").exists()
+
+
 def test_cli_story_writes_video_sheet_and_sidecar(generator: Generator, tmp_path: Path) -> None:
     generator.save_pretrained(tmp_path / "gen")
     prompts = tmp_path / "story.yaml"

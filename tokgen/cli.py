@@ -25,6 +25,7 @@ from tokgen.commands import (
     DemoOptions,
     EvaluateOptions,
     ExportOptions,
+    GenerateOptions,
     MakeShapesOptions,
     StoryOptions,
     compress,
@@ -32,6 +33,7 @@ from tokgen.commands import (
     demo,
     evaluate,
     export,
+    generate,
     make_shapes,
     story,
 )
@@ -253,6 +255,7 @@ VERBS: dict[str, Verb] = {
     ),
     "compress": Verb("video -> .tok file of entropy-coded tokenizer codes", CompressOptions, compress),
     "decompress": Verb(".tok file -> video, decoded by the tokenizer that wrote it", DecompressOptions, decompress),
+    "generate": Verb("clips for a prompt (or a prompts file) from a generator folder", GenerateOptions, generate),
     "story": Verb("one video across a list of prompts (+ contact sheet and JSON sidecar)", StoryOptions, story),
     "make-shapes": Verb("write a Shapes dataset to disk as mp4 + captions.jsonl", MakeShapesOptions, make_shapes),
     "evaluate": Verb("measure a tokenizer or generator folder and write a report", EvaluateOptions, evaluate),

@@ -10,7 +10,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from tokgen.evaluate_config import EvaluateConfig
-from tokgen.transformer.config import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
 @dataclass
@@ -177,6 +177,90 @@ def story(opts: StoryOptions) -> Path:
     paths = result.write(opts.out, fps=opts.fps, overwrite=opts.overwrite)
     print(f"story of {len(result.frames)} frames: {paths['video']} (contact sheet {paths['sheet']}, {paths['json']})")
     return paths["video"]
+
+
+@dataclass
+class GenerateOptions:
+    """``tokgen generate generator=DIR prompt="a red circle moves right" out=DIR``: clips from a generator folder.
+
+    ``prompt`` is one prompt; ``prompts`` a prompts file as ``story`` reads it (one per line, or
+    YAML/JSON with per-prompt frames/seconds, guidance, temperature, seed). Each prompt gets ``samples``
+    clips; the k-th clip written samples with ``seed + k``, or with its prompt's own seed + its sample
+    index. Writes ``sample_0000.mp4`` and ``.png`` per clip and ``generate.json`` (prompts, seeds,
+    settings) into ``out``, which must be new or empty. ``num_frames`` 0: the clip length trained on.
+    """
+
+    generator: str = MISSING
+    out: str = MISSING
+    prompt: str = ""
+    prompts: str = ""
+    samples: int = 1
+    num_frames: int = 0
+    guidance: float = DEFAULT_GUIDANCE
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = DEFAULT_TOP_K  # null samples from every code
+    steps: int = 12
+    seed: int = 0
+    fps: float = 8.0
+    device: str = "cpu"
+    overwrite: bool = False
+
+
+def generate(opts: GenerateOptions) -> Path:
+    from rich.progress import Progress
+
+    from tokgen.generator import Generator
+    from tokgen.io.samples import check_samples_folder, write_samples
+    from tokgen.sampling.prompts import PromptSpec, read_prompt_list
+
+    if bool(opts.prompt) == bool(opts.prompts) or opts.samples < 1:
+        raise ValueError(
+            f"generate needs prompt=TEXT or prompts=FILE (exactly one) and samples >= 1, got prompt={opts.prompt!r} "
+            f"prompts={opts.prompts!r} samples={opts.samples}"
+        )
+    check_samples_folder(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
+    specs = read_prompt_list(opts.prompts) if opts.prompts else [PromptSpec(opts.prompt)]
+    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    config = generator.tokenizer.config
+    default_frames = opts.num_frames or config.num_frames(generator.codes_shape[0])
+    clips, records = [], []
+    with Progress() as bar:
+        task = bar.add_task("clips", total=len(specs) * opts.samples)
+        for spec in specs:
+            frames = spec.num_frames(default_frames, fps=opts.fps)
+            if spec.seconds:  # a duration becomes the nearest clip length the tokenizer takes: 1 + k * pt
+                frames = config.num_frames(max(1, round((frames - 1) / config.temporal_patch)) + 1)
+            for j in range(opts.samples):
+                seed = opts.seed + len(clips) if spec.seed is None else spec.seed + j
+                guidance = opts.guidance if spec.guidance is None else spec.guidance
+                temperature = opts.temperature if spec.temperature is None else spec.temperature
+                try:
+                    clip = generator.generate(
+                        spec.prompt,
+                        num_frames=frames,
+                        steps=opts.steps,
+                        guidance=guidance,
+                        temperature=temperature,
+                        top_k=opts.top_k,
+                        seed=seed,
+                    )
+                except ValueError as err:
+                    raise ValueError(f"{spec.source or repr(spec.prompt)}: {err}") from None
+                clips.append(clip)
+                records.append({"prompt": spec.prompt, "seed": seed, "guidance": guidance, "temperature": temperature})
+                bar.advance(task)
+    settings = {
+        "steps": opts.steps,
+        "top_k": opts.top_k,
+        "first_frame": DEFAULT_FIRST_FRAME,
+        "schedule": generator.schedule,
+        "fps": opts.fps,
+    }
+    out = write_samples(
+        opts.out, clips, records, settings, fps=opts.fps, record="generate.json", overwrite=opts.overwrite
+    )
+    print(f"{len(clips)} clips: {out}/sample_*.mp4, a contact sheet .png beside each, generate.json")
+    return out
 
 
 @dataclass

@@ -229,6 +229,8 @@ def run_demo(
         f"  {paths['video']}  (the story)\n"
         f"  {paths['sheet']}  (contact sheet, each prompt under its segment)\n"
         f"  {paths['json']}  (prompts, frame ranges, seeds, settings)\n"
-        f"  {out / 'reconstructions.mp4'}, {out / 'reconstructions.png'}  (tokenizer: input | reconstruction)"
+        f"  {out / 'reconstructions.mp4'}, {out / 'reconstructions.png'}  (tokenizer: input | reconstruction)\n"
+        f"your own prompt: tokgen generate generator={generator_dir} prompt='a green triangle moves down' "
+        f"out={out / 'clips'} samples=4"
     )
     return out
