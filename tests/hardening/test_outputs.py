@@ -44,6 +44,10 @@ def _write(writer: str, out: Path, *, overwrite: bool, ctx: dict) -> None:
     elif writer == "story":
         story = Generator.from_pretrained(ctx["generator"]).story(["a red circle moves up"], steps=1)
         story.write(out, overwrite=overwrite)
+    elif writer == "generate":
+        main(
+            ["generate", f"generator={ctx['generator']}", "prompt=a red circle moves up", f"out={out}", "steps=1", flag]
+        )
     elif writer == "evaluate":
         main(["evaluate", f"model={ctx['tokenizer']}", f"out={out}", "num_clips=2", "resolution=16", flag])
     else:
@@ -57,6 +61,7 @@ WRITERS = {  # writer -> (output name, what an earlier run left there)
     "tok": ("clip.tok", "clip.tok"),
     "decompressed": ("clip.mp4", "clip.mp4"),
     "story": ("story.mp4", "story.png"),  # any one of the three files a story writes blocks it
+    "generate": ("clips", "clips/sample_0000.mp4"),
     "evaluate": ("report", "report/report.md"),
 }
 
