@@ -176,7 +176,7 @@ def test_cli_generate_writes_a_clip_sheet_and_seed_per_sample(generator: Generat
         ("a blue", 8),
     ]
     assert [read_video(out / s["file"]).shape[0] for s in samples] == [9, 9, 3, 3] == [s["frames"] for s in samples]
-    assert all((out / s["file"]).with_suffix(".png").exists() for s in samples)
+    assert all((out / s["file"]).with_suffix(".png").exists() for s in samples) and (out / "sheet.png").exists()
     # The same seed and settings give the clip Generator.generate gives (written by the same encoder).
     write_video(
         tmp_path / "ref.mp4", generator.generate("a blue square stays still", num_frames=3, steps=2, seed=8), 8.0

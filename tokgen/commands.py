@@ -186,8 +186,9 @@ class GenerateOptions:
     ``prompt`` is one prompt; ``prompts`` a prompts file as ``story`` reads it (one per line, or
     YAML/JSON with per-prompt frames/seconds, guidance, temperature, seed). Each prompt gets ``samples``
     clips; the k-th clip written samples with ``seed + k``, or with its prompt's own seed + its sample
-    index. Writes ``sample_0000.mp4`` and ``.png`` per clip and ``generate.json`` (prompts, seeds,
-    settings) into ``out``, which must be new or empty. ``num_frames`` 0: the clip length trained on.
+    index. Writes ``sample_0000.mp4`` and ``.png`` per clip, ``sheet.png`` (one row per clip) and
+    ``generate.json`` (prompts, seeds, settings) into ``out``, which must be new or empty.
+    ``num_frames`` 0: the clip length trained on.
     """
 
     generator: str = MISSING
@@ -259,7 +260,7 @@ def generate(opts: GenerateOptions) -> Path:
     out = write_samples(
         opts.out, clips, records, settings, fps=opts.fps, record="generate.json", overwrite=opts.overwrite
     )
-    print(f"{len(clips)} clips: {out}/sample_*.mp4, a contact sheet .png beside each, generate.json")
+    print(f"{len(clips)} clips: {out}/sample_*.mp4 (a contact sheet .png beside each), sheet.png (all), generate.json")
     return out
 
 

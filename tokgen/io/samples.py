@@ -4,6 +4,7 @@ Written by ``tokgen predict`` (from a transformer checkpoint) and ``tokgen gener
 exported generator folder), so both leave the same layout::
 
     sample_0000.mp4   sample_0000.png   ...   (one per clip; the sheet is its frames, prompt below)
+    sheet.png                                   the first SHEET_ROWS clips, one row each, to compare at a glance
     <record>.json                               {"settings": ..., "samples": [{file, prompt, seed, frames, ...}]}
 """
 
@@ -18,6 +19,8 @@ import numpy as np
 from tokgen.io.atomic import atomic_output
 from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.video_write import write_video
+
+SHEET_ROWS = 32
 
 
 def check_samples_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
@@ -44,7 +47,9 @@ def write_samples(
     record: str = "samples.json",
     overwrite: bool = False,
 ) -> Path:
-    """Write ``sample_{k:04d}.mp4`` and ``.png`` for every clip and ``record`` (the JSON); returns ``folder``.
+    """Write ``sample_{k:04d}.mp4`` and ``.png`` for every clip, ``sheet.png`` and ``record`` (the JSON).
+
+    Returns ``folder``.
 
     Args:
         clips: uint8 ``(T, H, W, 3)`` frames, one array per clip.
@@ -62,6 +67,8 @@ def write_samples(
         write_video(folder / f"{stem}.mp4", frames, fps, overwrite=overwrite)
         save_png(folder / f"{stem}.png", contact_sheet([frames], labels=[info["prompt"]], scale=2), overwrite=overwrite)
         samples.append({"file": f"{stem}.mp4", **info, "frames": len(frames)})
+    labels = [f"{info['prompt']} (seed {info['seed']})" for info in records[:SHEET_ROWS]]
+    save_png(folder / "sheet.png", contact_sheet(list(clips[:SHEET_ROWS]), labels=labels, scale=2), overwrite=overwrite)
     with atomic_output(folder / record, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps({"settings": settings, "samples": samples}, indent=1))
     return folder
