@@ -49,13 +49,14 @@ def write_samples(
 ) -> Path:
     """Write ``sample_{k:04d}.mp4`` and ``.png`` for every clip, ``sheet.png`` and ``record`` (the JSON).
 
-    Returns ``folder``.
-
     Args:
         clips: uint8 ``(T, H, W, 3)`` frames, one array per clip.
         records: one dict per clip with at least ``prompt`` (its sheet's label) and ``seed``; the file
             name and frame count are added.
         settings: the sampling settings shared by all clips.
+
+    Returns:
+        ``folder``.
     """
     if len(clips) != len(records):
         raise ValueError(f"write_samples: {len(clips)} clips but {len(records)} records")
