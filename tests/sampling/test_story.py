@@ -176,6 +176,25 @@ def test_training_masks_cover_the_known_token_patterns_sampling_uses() -> None:
         TransformerTrainConfig(first_frame_share=0.6, interpolation_share=0.6)
 
 
+def test_clips_with_context_frames_always_train_as_story_windows() -> None:
+    # context_frames (token shards of story-window clips): those latent frames are never masked, every
+    # clip keeps something to predict, and clips without context mask as before.
+    lit = TransformerLit(
+        {"codebook_size": 16, "dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "text_dim": 16, "max_text_len": 8},
+        {"continuation_prob": 0.0},
+        {"kind": "learned", "dim": 16, "depth": 1, "max_length": 8},
+    )
+    codes = torch.zeros(300, 5, 2, 2, dtype=torch.long)
+    context = torch.tensor([0, 2, 5] * 100)  # 5 >= t: all but the last frame given
+    plain = lit.masked_batch(codes, torch.Generator().manual_seed(0))
+    mask = lit.masked_batch(codes, torch.Generator().manual_seed(0), context)
+    given = ~mask.any(dim=(2, 3))  # (b, t)
+    assert torch.equal(mask[0::3], plain[0::3])
+    assert given[1::3, :2].all() and not mask[1::3, :2].any() and mask[1::3, 2:].any(dim=(1, 2, 3)).all()
+    assert given[2::3, :4].all() and mask[2::3, 4].any(dim=(1, 2)).all()
+    assert not given[0::3, :2].all(1).all()  # without context the first frames are masked too, often
+
+
 def test_given_frames_patterns_are_exact() -> None:
     g = torch.Generator().manual_seed(1)
     given = given_frames(400, 7, g, given_prob=1.0, first_frame_share=0.0, interpolation_share=1.0)

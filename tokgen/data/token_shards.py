@@ -3,7 +3,8 @@
 Transformer training reads these and never decodes video. Layout of a shard folder::
 
     index.json                 what the shards hold (code shape, codebook size, text width, sources)
-    shard_00000.safetensors    codes (n, t, h, w) int16/int32, text_emb (n, l, d) fp16, text_mask (n, l)
+    shard_00000.safetensors    codes (n, t, h, w) int16/int32, text_emb (n, l, d) fp16, text_mask (n, l),
+                               context_frames (n,) int16 when the clips carry it (see TokenShardDataset)
     shard_00000.json           the n captions
     null_text.safetensors      the text encoder's embedding of "" (the unconditional prompt)
 
@@ -118,6 +119,7 @@ def write_token_shards(
     )
     code_dtype = torch.int16 if codebook_size <= 2**15 else torch.int32
     codes_shape: list[int] | None = None
+    carries_context = bool(old.get("context_frames")) if index_path.exists() else False
     with Progress() as progress:
         task = progress.add_task(
             "tokenizing", total=n, completed=n - sum(min(shard_size, n - k * shard_size) for k in todo)
@@ -127,7 +129,7 @@ def write_token_shards(
             loader = DataLoader(
                 torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers
             )
-            codes, embs, masks, captions = [], [], [], []
+            codes, embs, masks, captions, context = [], [], [], [], []
             for batch in loader:
                 with torch.inference_mode():
                     codes.append(encode_video(batch["video"]).cpu().to(code_dtype))
@@ -135,6 +137,8 @@ def write_token_shards(
                 embs += list(emb.cpu().half().unbind(0))
                 masks += list(mask.cpu().unbind(0))
                 captions += list(batch["caption"])
+                if "context_frames" in batch:
+                    context.append(torch.as_tensor(batch["context_frames"]).to(torch.int16))
                 progress.advance(task, len(batch["caption"]))
             length = max(m.shape[0] for m in masks)  # pad text to the shard's longest prompt
             text_emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[0])) for e in embs])
@@ -144,7 +148,10 @@ def write_token_shards(
             with atomic_output(out / f"{_shard_name(k)}.json", overwrite=True) as tmp:
                 tmp.write_text(json.dumps(captions))
             with atomic_output(out / f"{_shard_name(k)}.safetensors", overwrite=True) as tmp:
-                save_file({"codes": all_codes, "text_emb": text_emb, "text_mask": text_mask}, str(tmp))
+                tensors = {"codes": all_codes, "text_emb": text_emb, "text_mask": text_mask}
+                if context:  # latent frames given in training (the caption describes what follows them)
+                    tensors["context_frames"], carries_context = torch.cat(context), True
+                save_file(tensors, str(tmp))
     if codes_shape is None:  # nothing left to do: read the shape back from shard 0
         with safe_open(str(out / f"{_shard_name(0)}.safetensors"), "pt") as f:
             codes_shape = list(f.get_slice("codes").get_shape()[1:])
@@ -156,6 +163,7 @@ def write_token_shards(
         "codes_shape": codes_shape,
         "codebook_size": codebook_size,
         "text_dim": int(null_emb.shape[-1]),
+        "context_frames": carries_context,
         "sources": sources,
     }
     with atomic_output(index_path, overwrite=True) as tmp:
@@ -166,7 +174,9 @@ def write_token_shards(
 class TokenShardDataset(Dataset):
     """Clips from a shard folder: ``{"codes": (t, h, w) long, "text_emb": (l, d), "text_mask": (l,), "caption"}``.
 
-    Text is padded to ``max_text_len`` so items of different shards batch together.
+    Text is padded to ``max_text_len`` so items of different shards batch together. Shards of clips
+    that carried ``context_frames`` (latent frames given in training, whose caption describes what
+    follows them: story-window clips) add it to every item.
 
     Args:
         root: the shard folder written by ``write_token_shards`` (``tokgen tokenize``).
@@ -231,9 +241,7 @@ class TokenShardDataset(Dataset):
         k, j = divmod(i + self.offset, self.index["shard_size"])
         tensors, captions = self._load(k)
         emb, mask = self._pad(tensors["text_emb"][j], tensors["text_mask"][j])
-        return {
-            "codes": tensors["codes"][j].long(),
-            "text_emb": emb,
-            "text_mask": mask,
-            "caption": captions[j],
-        }
+        item = {"codes": tensors["codes"][j].long(), "text_emb": emb, "text_mask": mask, "caption": captions[j]}
+        if self.index.get("context_frames"):  # 0 in a shard written before its clips carried it
+            item["context_frames"] = int(tensors["context_frames"][j]) if "context_frames" in tensors else 0
+        return item

@@ -35,7 +35,7 @@ from tokgen.transformer.config import (
     TransformerConfig,
     TransformerTrainConfig,
 )
-from tokgen.transformer.masking import given_frames, random_mask, sample_mask_ratio
+from tokgen.transformer.masking import random_mask, training_mask
 from tokgen.transformer.model import MaskedTransformer, masked_token_loss
 
 
@@ -179,27 +179,11 @@ class TransformerLit(L.LightningModule):
         null_row = null.rows()[0]
         return TextEmbedding.from_rows([null_row if d else r for r, d in zip(rows, drop.tolist(), strict=True)])
 
-    def masked_batch(self, codes: Tensor, generator: torch.Generator) -> Tensor:
-        """The training mask ``(b, t, h, w)`` bool: schedule-drawn ratios, some clips with given frames."""
+    def masked_batch(self, codes: Tensor, generator: torch.Generator, context: Tensor | None = None) -> Tensor:
+        """The training mask ``(b, t, h, w)`` bool (see ``masking.training_mask``; ``context``: given frames)."""
         tc = self.train_config
-        b, t = codes.shape[:2]
-        ratio = sample_mask_ratio(b, generator, tc.mask_schedule, device=codes.device)
-        mask = random_mask(codes.shape, ratio, generator).to(codes.device)
-        if t > 1 and tc.continuation_prob > 0:
-            given = given_frames(
-                b,
-                t,
-                generator,
-                given_prob=tc.continuation_prob,
-                first_frame_share=tc.first_frame_share,
-                interpolation_share=tc.interpolation_share,
-            ).to(codes.device)  # (b, t)
-            mask = mask & ~given[:, :, None, None]
-            # A clip left with nothing masked would give no signal: mask its first frame not given.
-            empty = mask.flatten(1).sum(1) == 0
-            free = (~given).int().argmax(dim=1)  # (b,) first frame that is not given (one always is)
-            mask[empty, free[empty]] = True
-        return mask
+        shares = dict(first_frame_share=tc.first_frame_share, interpolation_share=tc.interpolation_share)
+        return training_mask(codes, generator, tc.mask_schedule, tc.continuation_prob, context=context, **shares)
 
     # ----------------------------------------------------------------------------- training
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -218,7 +202,8 @@ class TransformerLit(L.LightningModule):
         codes = batch["codes"]
         g = self._generator(salt=1)
         videos = codes.shape[0] - self.image_rows(*codes.shape[:2])
-        parts = [(codes[:videos], self.masked_batch(codes[:videos], g))]
+        context = batch.get("context_frames")
+        parts = [(codes[:videos], self.masked_batch(codes[:videos], g, None if context is None else context[:videos]))]
         if videos < codes.shape[0]:  # image rows: the first latent frame alone, a one-frame grid
             frames = codes[videos:, :1]
             parts.append((frames, self.masked_batch(frames, g)))

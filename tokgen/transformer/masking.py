@@ -187,3 +187,37 @@ def given_frames(
     prefix = frame < torch.where(interpolate, a, k)[:, None]
     suffix = interpolate[:, None] & (frame >= t - z[:, None])
     return given[:, None] & (prefix | suffix)
+
+
+def training_mask(
+    codes: Tensor,
+    generator: torch.Generator,
+    schedule_name: str,
+    continuation_prob: float,
+    *,
+    first_frame_share: float = 0.0,
+    interpolation_share: float = 0.0,
+    context: Tensor | None = None,
+) -> Tensor:
+    """A training batch's mask ``(b, t, h, w)`` bool: schedule-drawn ratios, given frames never masked.
+
+    Clips get given frames with ``continuation_prob`` (the patterns of ``given_frames``) and, with
+    ``context`` ``(b,)``, always their first ``context`` latent frames: a story window's carried codes,
+    for clips whose caption describes what follows them (token shards' ``context_frames``). At least
+    one frame stays free; a clip left with nothing masked gets its first free frame masked.
+    """
+    b, t = codes.shape[:2]
+    device = codes.device
+    ratio = sample_mask_ratio(b, generator, schedule_name, device=device)
+    mask = random_mask(codes.shape, ratio, generator).to(device)
+    given = torch.zeros(b, t, dtype=torch.bool, device=device)
+    if t > 1 and continuation_prob > 0:
+        shares = dict(first_frame_share=first_frame_share, interpolation_share=interpolation_share)
+        given = given_frames(b, t, generator, given_prob=continuation_prob, **shares).to(device)
+    if context is not None:
+        given |= torch.arange(t, device=device)[None, :] < context.to(device).clamp(max=t - 1)[:, None]
+    mask = mask & ~given[:, :, None, None]
+    empty = mask.flatten(1).sum(1) == 0
+    free = (~given).int().argmax(dim=1)  # (b,) first frame that is not given (one always is)
+    mask[empty, free[empty]] = True
+    return mask
