@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tokgen.cli import compose_config, run
+from tokgen.data.token_shards import TokenShardDataset
 from tokgen.demo import run_demo, train_tokenizer
 from tokgen.io.video import read_video
 
@@ -48,6 +49,9 @@ def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest
     assert [s["prompt"] for s in sidecar["segments"]] == list(prompts)
     # 1 + 8 frames per prompt for two prompts, told in windows of the generator's 5-frame clips.
     assert read_video(out / "story.mp4").shape == (17, 16, 16, 3)
+    # The motion-change clips (the last 30%) train as story windows: their carried latent frame is given.
+    shards = TokenShardDataset(out / "tokens")
+    assert [shards[i]["context_frames"] for i in range(len(shards))] == [0] * 8 + [1] * 4
 
     tokenizer_bytes = (out / "tokenizer" / "model.safetensors").read_bytes()
     run_demo(out, **settings)

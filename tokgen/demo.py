@@ -59,17 +59,24 @@ def train_tokenizer(out: Path, minutes: float, compose: Callable, fit: Callable)
 
 
 class _Captioned(Dataset):
-    """Items reduced to ``video`` and ``caption`` (change clips also carry ``caption_before``)."""
+    """Items reduced to ``video``, ``caption`` and ``context_frames``: ``context`` latent frames for a
+    change clip (it carries ``caption_before``; its caption describes the motion after them), 0 else."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, context: int) -> None:
+        self.dataset, self.context = dataset, context
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict:
         item = self.dataset[i]
-        return {"video": item["video"], "caption": item["caption"], "skipped": item["skipped"]}
+        context = self.context if "caption_before" in item else 0
+        return {
+            "video": item["video"],
+            "caption": item["caption"],
+            "skipped": item["skipped"],
+            "context_frames": context,
+        }
 
 
 def context_end(num_frames: int, temporal_patch: int = 2) -> int:
@@ -78,18 +85,25 @@ def context_end(num_frames: int, temporal_patch: int = 2) -> int:
     return temporal_patch * (latent // 2 - 1)
 
 
-def story_training_clips(count: int, resolution: int = 64, num_frames: int = 9) -> Dataset:
-    """Shapes clips for the demo generator: plain clips and a share whose motion changes at `context_end`."""
+def story_training_clips(count: int, resolution: int = 64, num_frames: int = 9, temporal_patch: int = 2) -> Dataset:
+    """Shapes clips for the demo generator: plain clips and a share whose motion changes at `context_end`.
+
+    The change clips train as story windows do: their context (the latent frames up to the change) is
+    always given, so the transformer learns to turn to the caption's motion from frames that moved
+    otherwise, and never to draw those frames under a caption that does not describe them.
+    """
     changed = round(count * CHANGE_SHARE)
     size = {"resolution": resolution, "num_frames": num_frames}
-    change_at = max(1, context_end(num_frames))
+    change_at = max(1, context_end(num_frames, temporal_patch))
+    latent = 1 + (num_frames - 1) // temporal_patch
     return _Captioned(
         ConcatDataset(
             [
                 ShapesDataset(length=count - changed, seed=0, **size),
                 ShapesDataset(length=changed, seed=1, change_at=change_at, **size),
             ]
-        )
+        ),
+        context=latent // 2,
     )
 
 
@@ -116,7 +130,7 @@ def write_demo_tokens(out: Path, tokenizer_dir: Path, clips: int, compose: Calla
         "data": {"demo": "shapes", "clips": clips, "size": list(size), "change_share": CHANGE_SHARE},
     }
     return write_token_shards(
-        story_training_clips(clips, *size),
+        story_training_clips(clips, *size, temporal_patch=tokenizer.config.temporal_patch),
         out / "tokens",
         encode_video=tokenizer.encode,
         encode_text=encode_text,
