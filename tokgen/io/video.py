@@ -202,6 +202,19 @@ def _video_file_frames(
         raise UnsupportedPixelFormat(f"{path}: {e}") from e.__cause__
 
 
+def _to_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: str) -> np.ndarray:
+    """The frame as RGB ``(height, width, 3)``, converted on the calling thread alone.
+
+    With ``threads`` unset, PyAV 18.1.1 gives swscale a thread pool that a forked DataLoader worker
+    inherits without its threads: the first conversion there waits forever (seen in
+    ``tests/data/test_video_folder.py`` with one worker).
+    """
+    try:
+        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation, threads=1)
+    except TypeError:  # an older PyAV: no ``threads`` argument
+        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+
+
 @contextlib.contextmanager
 def _open_input(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open a media file and its first video stream, turning FFmpeg errors into VideoReadError."""
@@ -310,7 +323,7 @@ def _convert(
         # AREA averages source pixels when shrinking (no aliasing); bilinear is smoother when enlarging.
         interpolation = "AREA" if shrink else "BILINEAR"
         try:
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+            rgb = _to_rgb(frame, width, height, interpolation)
         except av.error.FFmpegError as e:  # swscale has no conversion from this pixel format
             raise UnsupportedPixelFormat(f"pixel format {frame.format.name!r} cannot be converted to RGB") from e
         yield rgb
