@@ -98,8 +98,8 @@ def write_token_shards(
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / INDEX
     sources = sources or {}
-    if index_path.exists():
-        old = json.loads(index_path.read_text())
+    old = json.loads(index_path.read_text()) if index_path.exists() else None
+    if old is not None:
         recorded = {"sources": _comparable(old.get("sources") or {}), "shard_size": old.get("shard_size")}
         differ = _differences(recorded, {"sources": _comparable(sources), "shard_size": shard_size})
         if differ:
@@ -119,7 +119,7 @@ def write_token_shards(
     )
     code_dtype = torch.int16 if codebook_size <= 2**15 else torch.int32
     codes_shape: list[int] | None = None
-    carries_context = bool(old.get("context_frames")) if index_path.exists() else False
+    carries_context = bool(old and old.get("context_frames"))  # stays True once any shard carried it
     with Progress() as progress:
         task = progress.add_task(
             "tokenizing", total=n, completed=n - sum(min(shard_size, n - k * shard_size) for k in todo)

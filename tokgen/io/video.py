@@ -202,17 +202,22 @@ def _video_file_frames(
         raise UnsupportedPixelFormat(f"{path}: {e}") from e.__cause__
 
 
-def _to_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: str) -> np.ndarray:
-    """The frame as RGB ``(height, width, 3)``, converted on the calling thread alone.
+# With ``threads`` unset, PyAV 18.1.1 gives swscale a thread pool that a forked DataLoader worker
+# inherits without its threads: the first conversion there waits forever (seen in
+# tests/data/test_video_folder.py with one worker). Emptied on the first TypeError: an older PyAV
+# has no ``threads`` argument.
+_ONE_THREAD = {"threads": 1}
 
-    With ``threads`` unset, PyAV 18.1.1 gives swscale a thread pool that a forked DataLoader worker
-    inherits without its threads: the first conversion there waits forever (seen in
-    ``tests/data/test_video_folder.py`` with one worker).
-    """
-    try:
-        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation, threads=1)
-    except TypeError:  # an older PyAV: no ``threads`` argument
-        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+
+def _to_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: str) -> np.ndarray:
+    """The frame as RGB ``(height, width, 3)``, converted on the calling thread alone."""
+    size = {"width": width, "height": height, "interpolation": interpolation}
+    if _ONE_THREAD:
+        try:
+            return frame.to_ndarray(format="rgb24", **size, **_ONE_THREAD)
+        except TypeError:
+            _ONE_THREAD.clear()
+    return frame.to_ndarray(format="rgb24", **size)
 
 
 @contextlib.contextmanager
