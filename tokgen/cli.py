@@ -203,6 +203,7 @@ def tokenize(cfg: DictConfig) -> Path:
         shard_size=cfg.tokenize.shard_size,
         batch_size=cfg.tokenize.batch_size,
         sources=sources,
+        temporal_patch=tokenizer.config.temporal_patch,
     )
     print(f"token shards: {out}")
     if cfg.tokenize.get("stream"):  # ++tokenize.stream=DIR: the same clips as streaming shards (data=stream)

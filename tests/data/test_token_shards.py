@@ -1,13 +1,16 @@
-"""Token shards carry a clip's ``context_frames`` (latent frames given in training) when its items do."""
+"""Token shards carry a clip's ``context_frames`` (latent frames given in training) when its items do,
+or derive them from a Shapes clip's ``change_at``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
+from tokgen.data.shapes import ShapesDataset
 from tokgen.data.token_shards import TokenShardDataset, write_token_shards
 
 
@@ -52,3 +55,25 @@ def test_a_shard_written_before_its_clips_carried_context_reads_as_none_given(tm
     shards = TokenShardDataset(out)
     assert json.loads((out / "index.json").read_text())["context_frames"] is True
     assert [shards[i]["context_frames"] for i in range(6)] == [0, 0, 0, 0, 1, 2]  # shard 0 predates the field
+
+
+def test_shapes_clips_whose_motion_changes_carry_the_latent_frames_before_the_change(tmp_path: Path) -> None:
+    # 9 frames, temporal patch 2: latent frames cover pixel frames 0 | 1-2 | 3-4 | 5-6 | 7-8. The motion
+    # changes at frame 4, so latent frames 0-2 show only the first motion and 3-4 the captioned one.
+    clips = ShapesDataset(length=3, resolution=16, num_frames=9, change_at=4, speed_range=(1.5, 1.5))
+
+    def write(out: Path, temporal_patch: int | None) -> Path:
+        return write_token_shards(
+            clips,
+            out,
+            encode_video=lambda v: torch.zeros(v.shape[0], 5, 2, 2, dtype=torch.long),
+            encode_text=lambda p: (torch.zeros(len(p), 2, 4), torch.ones(len(p), 2, dtype=torch.bool)),
+            codebook_size=8,
+            temporal_patch=temporal_patch,
+        )
+
+    shards = TokenShardDataset(write(tmp_path / "shards", temporal_patch=2))
+    assert [shards[i]["context_frames"] for i in range(3)] == [3, 3, 3]
+    assert shards[0]["caption"] == clips[0]["caption"]  # the motion after the change
+    with pytest.raises(ValueError, match="change_at.*temporal_patch"):
+        write(tmp_path / "unknown_patch", temporal_patch=None)

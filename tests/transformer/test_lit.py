@@ -92,6 +92,16 @@ def test_tokenize_resumes_shards_recorded_before_a_config_field_existed(
         tokenize(compose_config(_tokenize_args(tokenizer_dir, copy)))
 
 
+def test_tokenize_gives_shapes_clips_whose_motion_changes_their_story_context(
+    shards: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tokenizer_dir, _ = shards
+    # 9 frames, temporal patch 2: the motion changes at frame 4, the end of latent frame 2.
+    tokenize(compose_config([*_tokenize_args(tokenizer_dir, tmp_path / "story"), "++data.train.change_at=4"]))
+    dataset = TokenShardDataset(tmp_path / "story", max_text_len=16)
+    assert dataset.index["context_frames"] and {dataset[i]["context_frames"] for i in range(20)} == {3}
+
+
 def test_text_dropout_and_continuation_reach_training(shards: tuple[Path, Path]) -> None:
     tokenizer_dir, _ = shards
     cfg = compose_config(

@@ -335,8 +335,9 @@ class ShapesDataset(Dataset):
     """Captioned Shapes clips; item ``i`` depends on ``(seed, i)`` only (any order, any worker).
 
     Items are ``{"video": (3, t, h, w) float in [-1, 1], "caption": str, "skipped": 0}``; with
-    ``change_at`` set, ``caption`` describes the motion after the change (the continuation prompt) and
-    ``caption_before`` the motion before it.
+    ``change_at`` set, ``caption`` describes the motion after the change (the continuation prompt),
+    ``caption_before`` the motion before it and ``change_at`` the frame of the change (``tokgen
+    tokenize`` turns it into the latent frames a story window would carry, given in training).
 
     Args:
         length: number of items.
@@ -382,4 +383,5 @@ class ShapesDataset(Dataset):
         }
         if scene.change_at is not None:
             item["caption_before"] = caption(scene, 0, phrasing_rng)
+            item["change_at"] = scene.change_at
         return item

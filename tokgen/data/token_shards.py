@@ -68,6 +68,16 @@ def _differences(recorded: object, current: object, path: str = "") -> list[str]
     return [f"{path}: {shown[0]} -> {shown[1]}"]
 
 
+def _context_before(change_at: torch.Tensor, temporal_patch: int | None) -> torch.Tensor:
+    """Latent frames wholly before pixel frame ``change_at`` (frame 0 alone, then ``temporal_patch`` each)."""
+    if temporal_patch is None:
+        raise ValueError(
+            "the clips carry change_at (their motion changes there); write_token_shards needs the tokenizer's "
+            "temporal_patch to turn it into context_frames"
+        )
+    return torch.as_tensor(change_at) // temporal_patch + 1
+
+
 def write_token_shards(
     dataset: Dataset,
     out: str | Path,
@@ -79,6 +89,7 @@ def write_token_shards(
     batch_size: int = 16,
     num_workers: int = 0,
     sources: dict | None = None,
+    temporal_patch: int | None = None,
 ) -> Path:
     """Encode every clip of ``dataset`` into shards under ``out``; resumes where a previous run stopped.
 
@@ -93,6 +104,10 @@ def write_token_shards(
         num_workers: loader workers decoding clips.
         sources: what made the codes (tokenizer and text-encoder configs, dataset); stored in the
             index and compared on resume so shards from two tokenizers never mix.
+        temporal_patch: the tokenizer's, for items that carry ``change_at`` (the frame where a
+            Shapes clip's motion changes; its caption describes what follows) instead of
+            ``context_frames``: they get the latent frames wholly before the change,
+            ``change_at // temporal_patch + 1``, so the clip trains as a story window.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +154,8 @@ def write_token_shards(
                 captions += list(batch["caption"])
                 if "context_frames" in batch:
                     context.append(torch.as_tensor(batch["context_frames"]).to(torch.int16))
+                elif "change_at" in batch:
+                    context.append(_context_before(batch["change_at"], temporal_patch).to(torch.int16))
                 progress.advance(task, len(batch["caption"]))
             length = max(m.shape[0] for m in masks)  # pad text to the shard's longest prompt
             text_emb = torch.stack([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[0])) for e in embs])
