@@ -93,6 +93,23 @@ def test_static_clip_stays_still() -> None:
     assert not score_clip(frames, "a green triangle moves down").motion
 
 
+def test_an_object_in_two_pieces_fails_its_shape_unless_only_for_a_few_frames() -> None:
+    obj = ObjectSpec("green", "triangle", 14.0, (20.0, 44.0), ("moves right",), 2.0)
+    frames = render(Scene((obj,), resolution=64, num_frames=9))
+    assert score_clip(frames, "a green triangle moves right").all
+    doubled = frames.copy()
+    doubled[:, :24] = np.maximum(doubled[:, :24], frames[:, 36:60])  # a second triangle above the first
+    (track,) = describe_clip(doubled)
+    assert track.split == 1.0 and not track.whole
+    score = score_clip(doubled, "a green triangle moves right")
+    assert score.color and score.motion and not score.shape and not score.all
+    speck = frames.copy()
+    speck[:2, 2:8, 2:8] = frames[0, 44, 20]  # a 36-pixel fleck of the color in 2 of 9 frames
+    (track,) = describe_clip(speck)
+    assert track.split == pytest.approx(2 / 9) and track.whole
+    assert score_clip(speck, "a green triangle moves right").all
+
+
 def test_tracks_report_path_and_velocity() -> None:
     obj = ObjectSpec("orange", "square", 12.0, (10.0, 40.0), ("moves right",), 2.0)
     (track,) = describe_clip(render(Scene((obj,), resolution=64, num_frames=9)))

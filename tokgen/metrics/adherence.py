@@ -2,7 +2,8 @@
 
 A clip is read the way a person would: every bright pixel gets the palette color of nearest hue, each
 color's largest blob per frame is one object, its outline gives the shape and a straight line fitted
-to its centre path gives the motion. The caption is parsed with the Shapes grammar and compared
+to its centre path gives the motion. An object that shows as two sizeable pieces in many frames (broken
+up, or drawn twice) has no shape of the caption's. The caption is parsed with the Shapes grammar and compared
 attribute by attribute, objects matched to caption parts by color.
 
 Built for reconstructed and generated video too, so nothing relies on exact colors: blur against the
@@ -29,6 +30,11 @@ MIN_BRIGHTNESS = 80  # max channel; the background is black, noise and codec rin
 WHITE_SATURATION = 0.4  # white has saturation 0; the least saturated other color (blue) 0.84
 STILL_SPEED = 0.5  # px/frame at 64 x 64; Shapes objects move >= 1.5
 MIN_AREA_FRACTION = 0.003  # of the frame: smaller blobs are blur or noise at color boundaries
+# A second blob of an object's color counts as a piece when it has >= this share of the largest's
+# pixels; an object in pieces in more than MAX_SPLIT_SHARE of its frames fails its shape. Real Shapes
+# clips split an object only while another passes over it.
+PIECE_FRACTION = 0.25
+MAX_SPLIT_SHARE = 0.25
 # (fill of the bounding box, share of the area in its top half) of each shape; a triangle points up.
 PROTOTYPES = {"circle": (math.pi / 4, 0.5), "square": (1.0, 0.5), "triangle": (0.5, 0.25)}
 _COLOR_NAMES = list(COLORS)
@@ -43,6 +49,7 @@ class ObjectTrack:
         color, shape, motion: the attributes read from pixels, in the Shapes vocabulary.
         path: centre ``(x, y)`` per frame, ``(t, 2)``, NaN where the object was not seen.
         velocity: fitted ``(vx, vy)`` in px/frame of this clip (y grows downwards).
+        split: share of the frames it was seen in where its color showed as more than one piece.
     """
 
     color: str
@@ -50,6 +57,12 @@ class ObjectTrack:
     motion: str
     path: np.ndarray
     velocity: tuple[float, float]
+    split: float = 0.0
+
+    @property
+    def whole(self) -> bool:
+        """One piece in all but a few frames (an object passing over it may cut it for a while)."""
+        return self.split <= MAX_SPLIT_SHARE
 
 
 @dataclass(frozen=True)
@@ -144,15 +157,16 @@ def _track(brightness: np.ndarray, labels: np.ndarray, comps: np.ndarray, color:
     """The object of palette color ``color``: its largest blob per frame, or None if mostly absent."""
     num_frames, height, width = labels.shape
     min_area = max(3.0, MIN_AREA_FRACTION * height * width)
-    rows = []  # (t, x, y, fill, top_share, area) per frame where the color shows
+    rows = []  # (t, x, y, fill, top_share, area, pieces) per frame where the color shows
     for t in range(num_frames):
         ids = comps[t][labels[t] == color]
         if ids.size == 0:
             continue
         values, counts = np.unique(ids, return_counts=True)
         features = _blob_features(comps[t] == values[counts.argmax()], brightness[t])
+        pieces = int((counts >= max(min_area, PIECE_FRACTION * counts.max())).sum())
         if features[-1] >= min_area:
-            rows.append((t, *features))
+            rows.append((t, *features, pieces))
     if len(rows) < max(1, math.ceil(num_frames / 3)):
         return None
     table = np.array(rows)
@@ -169,7 +183,8 @@ def _track(brightness: np.ndarray, labels: np.ndarray, comps: np.ndarray, color:
     path[table[:, 0].astype(int)] = table[:, 1:3]
     still_speed = STILL_SPEED * max(height, width) / 64
     shape = max(PROTOTYPES, key=votes.count)
-    return ObjectTrack(_COLOR_NAMES[color], shape, _motion((vx, vy), still_speed), path, (vx, vy))
+    split = float((table[:, 6] > 1).mean())
+    return ObjectTrack(_COLOR_NAMES[color], shape, _motion((vx, vy), still_speed), path, (vx, vy), split)
 
 
 def describe_clip(frames: np.ndarray) -> list[ObjectTrack]:
@@ -189,7 +204,8 @@ def score_clip(frames: np.ndarray, caption: str) -> AdherenceScore:
     """Score one clip ``(t, h, w, 3)`` uint8 against its caption.
 
     ``color`` holds when the clip shows exactly the caption's colors (no missing, no extra object);
-    ``shape`` and ``motion`` when every caption part's object, found by color, has that attribute. For
+    ``shape`` and ``motion`` when every caption part's object, found by color, has that attribute (and
+    for ``shape``, is one piece: `ObjectTrack.whole`). For
     a clip whose motion changes, score the frames of one segment (e.g. ``frames[change_at:]``).
     """
     parts = parse_caption(caption)
@@ -197,7 +213,10 @@ def score_clip(frames: np.ndarray, caption: str) -> AdherenceScore:
     by_color = {track.color: track for track in tracks}
     found = [by_color.get(part.color) for part in parts]
     color = sorted(part.color for part in parts) == sorted(by_color)
-    shape = all(track is not None and track.shape == part.shape for track, part in zip(found, parts, strict=True))
+    shape = all(
+        track is not None and track.whole and track.shape == part.shape
+        for track, part in zip(found, parts, strict=True)
+    )
     motion = all(track is not None and track.motion == part.motion for track, part in zip(found, parts, strict=True))
     return AdherenceScore(color, shape, motion, color and shape and motion, tuple(tracks))
 
