@@ -2,9 +2,9 @@
 
 A clip is read the way a person would: every bright pixel gets the palette color of nearest hue, each
 color's largest blob per frame is one object, its outline gives the shape and a straight line fitted
-to its centre path gives the motion. An object that shows as two sizeable pieces in many frames (broken
-up, or drawn twice) has no shape of the caption's. The caption is parsed with the Shapes grammar and compared
-attribute by attribute, objects matched to caption parts by color.
+to its centre path gives the motion; an object that shows as two sizeable pieces in many frames (broken
+up, or drawn twice) has none of the caption's shapes. The caption is parsed with the Shapes grammar and
+compared attribute by attribute, objects matched to caption parts by color.
 
 Built for reconstructed and generated video too, so nothing relies on exact colors: blur against the
 black background dims a pixel but keeps its hue, and shape features use only the pixels brighter
@@ -204,9 +204,9 @@ def score_clip(frames: np.ndarray, caption: str) -> AdherenceScore:
     """Score one clip ``(t, h, w, 3)`` uint8 against its caption.
 
     ``color`` holds when the clip shows exactly the caption's colors (no missing, no extra object);
-    ``shape`` and ``motion`` when every caption part's object, found by color, has that attribute (and
-    for ``shape``, is one piece: `ObjectTrack.whole`). For
-    a clip whose motion changes, score the frames of one segment (e.g. ``frames[change_at:]``).
+    ``shape`` and ``motion`` when every caption part's object, found by color, has that attribute (for
+    ``shape`` also in one piece: `ObjectTrack.whole`). For a clip whose motion changes, score the
+    frames of one segment (e.g. ``frames[change_at:]``).
     """
     parts = parse_caption(caption)
     tracks = describe_clip(frames)
