@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from tokgen.data.video_folder import VideoFolderDataset
-from tokgen.io.video import IMAGE_EXTENSIONS
+from tokgen.io.image_frames import IMAGE_EXTENSIONS
 
 
 class ImageFolderDataset(VideoFolderDataset):

@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 
 from tokgen.data.captions import find_media, load_captions
 from tokgen.io.convert import frames_to_tensor
-from tokgen.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
+from tokgen.io.image_frames import IMAGE_EXTENSIONS
+from tokgen.io.video import VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
 
 logger = logging.getLogger("tokgen.data")
 

@@ -9,7 +9,8 @@ out as ``uint8`` ``(h, w, 3)`` RGB, whatever the source's pixel format (grayscal
 
 Reading never holds more than a couple of decoded frames: :func:`iter_frames` is a generator that
 resizes each frame inside PyAV while decoding and stops decoding as soon as it has produced enough.
-Writing lives in ``tokgen.io.video_write``.
+Writing lives in ``tokgen.io.video_write``, image files and folders as sources in
+``tokgen.io.image_frames``, the errors in ``tokgen.io.video_errors``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +26,14 @@ from typing import TypeVar
 import av
 import numpy as np
 
+from tokgen.io.image_frames import image_frames, image_source_files, load_image
+from tokgen.io.video_errors import UnsupportedPixelFormat, VideoReadError, ffmpeg_reason
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 # Skipping ahead by decoding is exact and cheap for a few seconds of video; past that a keyframe seek
 # saves decoding everything before the clip (what a dataset drawing clips from long videos needs).
 _SEEK_MIN_SECONDS = 2.0
-
-
-class VideoReadError(ValueError):
-    """A video (or frame folder) could not be read; the message names the path and the cause."""
-
-
-class UnsupportedPixelFormat(VideoReadError):
-    """Frames decode, but FFmpeg cannot convert their pixel format to RGB."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +74,9 @@ def probe_video(path: str | os.PathLike, *, folder_fps: float = 25.0) -> VideoIn
         VideoReadError: not a readable video, no video stream, or an empty folder.
     """
     path = Path(path)
-    images = _image_source_files(path)
+    images = image_source_files(path)
     if images is not None:
-        frame = _load_image(images[0], path)()
+        frame = load_image(images[0], path)()
         n = len(images)
         return VideoInfo(path, frame.width, frame.height, folder_fps, n, n / folder_fps)
     with _open_input(path) as (container, stream):
@@ -144,7 +138,7 @@ def iter_frames(
         raise ValueError(f"iter_frames: folder_fps must be > 0, got {folder_fps}")
     _check_size(size)
     path = Path(path)
-    images = _image_source_files(path)
+    images = image_source_files(path)
     if images is None and not path.exists():
         raise FileNotFoundError(f"no such video: '{path}'")
     stop = None if num_frames is None else start + num_frames
@@ -152,7 +146,7 @@ def iter_frames(
         return iter(())
     if images is None:
         return _video_file_frames(path, start, stop, fps, size)
-    timed = _image_frames(images, path, folder_fps)
+    timed = image_frames(images, path, folder_fps)
     picks = _resample(timed, fps, t0=0.0, tol=1e-9, first_index=0) if fps else _enumerate(timed)
     return _convert(picks, start, stop, size)
 
@@ -197,7 +191,7 @@ def _video_file_frames(
             picks = _resample(timed, fps, t0, tol, first_index=0) if fps else _enumerate(timed)
             yield from _convert(picks, start, stop, size)
     except av.error.FFmpegError as e:
-        raise VideoReadError(f"{path}: decoding failed ({_reason(e)})") from e
+        raise VideoReadError(f"{path}: decoding failed ({ffmpeg_reason(e)})") from e
     except UnsupportedPixelFormat as e:
         raise UnsupportedPixelFormat(f"{path}: {e}") from e.__cause__
 
@@ -228,7 +222,7 @@ def _open_input(path: Path) -> Iterator[tuple[av.container.InputContainer, av.vi
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
-        raise VideoReadError(f"{path}: not a readable video ({_reason(e)})") from e
+        raise VideoReadError(f"{path}: not a readable video ({ffmpeg_reason(e)})") from e
     with container:
         if not container.streams.video:
             raise VideoReadError(f"{path}: the file has no video stream")
@@ -351,50 +345,6 @@ def _check_size(size: int | tuple[int, int] | None) -> None:
     ok = ok or (isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size))
     if not ok:
         raise ValueError(f"size must be None, a positive int (short side) or a (height, width) tuple, got {size!r}")
-
-
-def _image_source_files(path: Path) -> list[Path] | None:
-    """Frame files of a folder or single image source; None if ``path`` is a video file."""
-    if path.is_dir():
-        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-        if not files:
-            raise VideoReadError(f"{path}: folder holds no frames ({', '.join(IMAGE_EXTENSIONS)})")
-        # frame_2 before frame_10: compare digit runs as numbers
-        return sorted(files, key=lambda p: [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.name)])
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        if not path.exists():
-            raise FileNotFoundError(f"no such image: '{path}'")
-        return [path]
-    return None
-
-
-def _image_frames(files: list[Path], source: Path, fps: float) -> Iterator[tuple[float, _Load | None]]:
-    """Image files as frames ``i / fps`` apart, decoded only when kept."""
-    for i, file in enumerate(files):
-        yield i / fps, _load_image(file, source)
-    yield len(files) / fps, None
-
-
-def _load_image(file: Path, source: Path) -> _Load:
-    """Loader decoding one image with PyAV (same pixel-format handling as video frames)."""
-
-    def load() -> av.VideoFrame:
-        try:
-            with av.open(str(file)) as container:
-                return next(container.decode(video=0))
-        except (av.error.FFmpegError, StopIteration) as e:
-            where = f"{source}: frame '{file.name}'" if source != file else f"{file}"
-            raise VideoReadError(f"{where} is not a readable image ({_reason(e) or 'no frame'})") from e
-
-    return load
-
-
-# --- writing internals ------------------------------------------------------------------------
-
-
-def _reason(error: Exception) -> str:
-    """FFmpeg's reason without the file name PyAV appends (our messages name the path already)."""
-    return getattr(error, "strerror", None) or str(error)
 
 
 def _prepend(first: _T, rest: Iterator[_T]) -> Iterator[_T]:

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from tokgen.io.atomic import atomic_output
-from tokgen.io.video import _prepend, _reason
+from tokgen.io.video import _prepend
+from tokgen.io.video_errors import ffmpeg_reason
 
 # suffix -> (muxer, encoder, pixel format, default CRF, largest CRF the encoder accepts)
 _WRITE_FORMATS = {
@@ -105,7 +106,7 @@ def write_video(
                     container.mux(stream.encode(_to_av_frame(frame, pix_fmt)))
                 container.mux(stream.encode(None))
         except av.error.FFmpegError as e:
-            raise VideoWriteError(f"{path}: encoding with {codec} failed ({_reason(e)})") from e
+            raise VideoWriteError(f"{path}: encoding with {codec} failed ({ffmpeg_reason(e)})") from e
     return path
 
 
