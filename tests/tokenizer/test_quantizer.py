@@ -97,3 +97,40 @@ def test_fsq_center_weight_must_not_be_negative() -> None:
 def test_lfq_training_returns_entropy_loss() -> None:
     out = make("lfq").train()(torch.randn(2, 10, 32, requires_grad=True))
     assert out.loss.shape == () and out.loss.requires_grad
+
+
+def _codes_after_the_latents_move(**overrides: object) -> int:
+    """Distinct codes of 32 latents after training on others, then 10 steps on them (an encoder drifting)."""
+    quantizer = make("vq", **overrides).train()
+    before = torch.randn(32) + 0.3 * torch.randn(256, 32)
+    after = torch.randn(32) + 0.3 * torch.randn(32, 32)
+    for _ in range(40):
+        quantizer(before[torch.randint(0, 256, (4, 32))])
+    for _ in range(10):
+        quantizer(after[torch.randint(0, 32, (4, 32))])
+    return quantizer.eval()(after[None]).indices.unique().numel()
+
+
+def test_vq_restarts_codes_the_moving_latents_left_behind() -> None:
+    # The default restarts codes whose use fell below 0.9 of the mean's within a few steps, so latents
+    # that moved elsewhere get codes of their own again. vector-quantize-pytorch 1.34 read the old
+    # absolute threshold of 2 uses as a ratio of 2 / codebook_size: stale codes were restarted only
+    # after hundreds of steps, and the moved latents shared one code (the reference tokenizer used 15
+    # of 8192 codes after 400 steps on Shapes).
+    assert _codes_after_the_latents_move() >= 28
+    assert _codes_after_the_latents_move(dead_code_ratio=2 / 64) <= 2
+    assert _codes_after_the_latents_move(dead_code_ratio=0.0) <= 8  # no restarts at all
+
+
+def test_dead_code_ratio_must_be_a_share_below_one() -> None:
+    with pytest.raises(ValueError, match=r"dead_code_ratio must be in \[0, 1\).*got 2"):
+        TokenizerConfig(dead_code_ratio=2.0)
+
+
+def test_configs_saved_with_the_absolute_dead_code_threshold_still_load() -> None:
+    saved = TokenizerConfig(codebook_size=64).to_dict()
+    del saved["dead_code_ratio"]
+    assert TokenizerConfig.from_dict(saved | {"dead_code_threshold": 2.0}).dead_code_ratio == 0.9
+    assert TokenizerConfig.from_dict(saved | {"dead_code_threshold": 0}).dead_code_ratio == 0.0  # off stays off
+    with pytest.raises(ValueError, match="unknown TokenizerConfig fields"):
+        TokenizerConfig.from_dict(saved | {"dead_code_treshold": 2.0})

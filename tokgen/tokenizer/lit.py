@@ -225,7 +225,7 @@ class TokenizerLit(L.LightningModule):
         if possible and (counts > 0).sum().item() / possible < self.train_config.usage_warn_below:
             rank_zero_warn(
                 f"codebook collapse: {stage} used {(counts > 0).sum().item()} of {counts.numel()} codes "
-                f"(perplexity {perplexity:.1f}); consider a lower dead_code_threshold, lower codebook_dim, "
+                f"(perplexity {perplexity:.1f}); consider a higher dead_code_ratio, lower codebook_dim, "
                 "or fsq/lfq quantizers"
             )
 

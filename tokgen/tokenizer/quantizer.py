@@ -78,7 +78,7 @@ class Quantizer(nn.Module):
                 learnable_codebook=not config.vq_ema,
                 decay=config.vq_decay,
                 commitment_weight=config.commitment_weight,
-                threshold_ema_dead_code=config.dead_code_threshold,
+                dead_code_threshold_ratio=config.dead_code_ratio,
             )
             # The library's code picker builds its one-hot matrix in int64 and then casts it
             # ((b n) x codebook_size, 75 MB per 1152 tokens at 8192 codes): 5% of a CPU training step.
