@@ -75,9 +75,9 @@ def train_step_figures(
     emb, emb_mask = text.expand(batch, -1, -1), text_mask.expand(batch, -1)
 
     def forward_loss() -> torch.Tensor:
-        if loss == "masked":  # the selected positions only, as F.cross_entropy(logits[mask], ...)
-            logits = model(inputs, emb, emb_mask)
-            return torch.nn.functional.cross_entropy(logits[mask].float(), codes[mask])
+        if loss == "masked":  # the head scores the masked positions only, as eager training does
+            logits = model(inputs, emb, emb_mask, select=mask)
+            return torch.nn.functional.cross_entropy(logits.float(), codes[mask])
         return masked_token_loss(model(inputs, emb, emb_mask), codes, mask)[0]  # weighted: no sync, static shapes
 
     def step() -> None:

@@ -117,7 +117,7 @@ def test_text_dropout_and_continuation_reach_training(shards: tuple[Path, Path])
     assert (mask.flatten(1).sum(1) >= 1).all()  # every clip still has something to predict
     seen = []
     original = lit.model.forward
-    lit.model.forward = lambda c, e, m: seen.append(m.sum(1)) or original(c, e, m)  # type: ignore[method-assign]
+    lit.model.forward = lambda c, e, m, **kw: seen.append(m.sum(1)) or original(c, e, m, **kw)  # type: ignore[method-assign]
     batch = {"codes": codes[:16], "caption": ["a red circle moves right"] * 16}
     lit.training_step(batch, 0)
     lengths = seen[0]
@@ -231,7 +231,7 @@ def test_image_share_trains_first_latent_frames_as_one_frame_grids() -> None:
     captions = ["a red circle moves right"] * 12 + ["a small blue square moves up"] * 4
     seen = []
     original = lit.model.forward
-    lit.model.forward = lambda c, e, m: seen.append((c, m.sum(1))) or original(c, e, m)  # type: ignore[method-assign]
+    lit.model.forward = lambda c, e, m, **kw: seen.append((c, m.sum(1))) or original(c, e, m, **kw)  # type: ignore[method-assign]
     loss = lit.training_step({"codes": codes, "caption": captions}, 0)
     assert [tuple(c.shape) for c, _ in seen] == [(12, 5, 4, 4), (4, 1, 4, 4)]
     images, lengths = seen[1]
@@ -250,7 +250,7 @@ def test_image_share_trains_first_latent_frames_as_one_frame_grids() -> None:
     torch.testing.assert_close(loss, expected)
     # A batch of images (shards of t = 1 codes) trains in one pass, all rows as images.
     seen.clear()
-    lit.model.forward = lambda c, e, m: seen.append((c, m.sum(1))) or original(c, e, m)  # type: ignore[method-assign]
+    lit.model.forward = lambda c, e, m, **kw: seen.append((c, m.sum(1))) or original(c, e, m, **kw)  # type: ignore[method-assign]
     assert torch.isfinite(lit.training_step({"codes": codes[:, :1], "caption": captions}, 0))
     assert [tuple(c.shape) for c, _ in seen] == [(16, 1, 4, 4)]
     with pytest.raises(ValueError, match=r"train.image_share must be in \[0, 1\), got 1.0"):

@@ -50,6 +50,17 @@ def test_output_shape_and_mask_token(model: MaskedTransformer) -> None:
     assert torch.isfinite(logits).all()
 
 
+def test_selected_positions_get_the_logits_of_the_full_output(model: MaskedTransformer) -> None:
+    codes, text, mask = inputs()
+    select = torch.rand(codes.shape, generator=torch.Generator().manual_seed(1)) < 0.4
+    selected = model(codes, text, mask, select=select)
+    assert selected.shape == (int(select.sum()), CONFIG.codebook_size)
+    torch.testing.assert_close(selected, model(codes, text, mask)[select], atol=1e-6, rtol=1e-5)
+    assert model(codes, text, mask, select=torch.zeros_like(select)).shape == (0, CONFIG.codebook_size)
+    with pytest.raises(ValueError, match=r"select must be bool \(2, 3, 4, 4\) like codes, got torch.int64"):
+        model(codes, text, mask, select=select.long())
+
+
 @pytest.mark.parametrize("grid", [(1, 1, 1), (1, 4, 4), (2, 3, 1), (3, 4, 4)])
 def test_any_smaller_grid_works(model: MaskedTransformer, grid: tuple[int, int, int]) -> None:
     codes, text, mask = inputs(grid=grid)

@@ -233,9 +233,8 @@ class TransformerLit(L.LightningModule):
                 loss, accuracy = compiled(inputs, text.emb[rows], text.mask[rows], codes, mask)
                 count = mask.sum()
                 sums.append((loss * count, accuracy * count, count))
-            else:  # eagerly, scoring the selected positions alone is half the work of the weighted form
-                logits = self.model(inputs, text.emb[rows], text.mask[rows])
-                selected.append(logits[mask])
+            else:  # eagerly, the output head scores the masked positions alone (half the weighted form's work)
+                selected.append(self.model(inputs, text.emb[rows], text.mask[rows], select=mask))
                 targets.append(codes[mask])
         if compiled is not None:
             loss_sum, accuracy_sum, count = (torch.stack(x).sum() for x in zip(*sums, strict=True))
@@ -274,11 +273,11 @@ class TransformerLit(L.LightningModule):
         ratio = torch.full((codes.shape[0],), self.train_config.val_mask_ratio, device=codes.device)
         mask = random_mask(codes.shape, ratio, g).to(codes.device)
         text = self._embed(batch)
-        logits = self.model(codes.masked_fill(mask, self.transformer_config.mask_id), text.emb, text.mask)
+        logits = self.model(codes.masked_fill(mask, self.transformer_config.mask_id), text.emb, text.mask, select=mask)
         self.log_dict(
             {
-                f"{stage}/loss": F.cross_entropy(logits[mask], codes[mask]),
-                f"{stage}/masked_acc": (logits[mask].argmax(-1) == codes[mask]).float().mean(),
+                f"{stage}/loss": F.cross_entropy(logits, codes[mask]),
+                f"{stage}/masked_acc": (logits.argmax(-1) == codes[mask]).float().mean(),
             },
             prog_bar=stage == "val",
             batch_size=codes.shape[0],

@@ -231,16 +231,19 @@ class MaskedTransformer(nn.Module):
         if not compiling and not bool(torch.isfinite(text[text_mask]).all()):  # padded positions are never read
             raise ValueError(f"text embeddings {tuple(text.shape)} hold NaN or Inf values")
 
-    def forward(self, codes: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
-        """Logits over the real codes at every position.
+    def forward(self, codes: Tensor, text: Tensor, text_mask: Tensor, *, select: Tensor | None = None) -> Tensor:
+        """Logits over the real codes at every position (or at the selected ones).
 
         Args:
             codes: ``(B, t, h, w)`` long in ``[0, codebook_size]``; ``codebook_size`` is ``[MASK]``.
             text: ``(B, L, text_dim)`` float text embeddings (the null prompt is that of ``""``).
             text_mask: ``(B, L)`` bool, True = real text token. All False is allowed.
+            select: ``(B, t, h, w)`` bool: score only these positions (training's masked tokens), the
+                same values as ``forward(...)[select]`` without the output head's work elsewhere.
 
         Returns:
-            ``(B, t, h, w, codebook_size)`` float logits (``[MASK]`` has no logit).
+            ``(B, t, h, w, codebook_size)`` float logits (``[MASK]`` has no logit); with ``select``,
+            ``(select.sum(), codebook_size)`` in ``select``'s row-major order.
         """
         self._check_inputs(codes, text, text_mask)
         self._choose_attention(codes.device)
@@ -259,8 +262,16 @@ class MaskedTransformer(nn.Module):
             cfg = self.config
             rotary = (rotary_angles((t, h, w), cfg.dim_head, cfg.rotary_base, codes.device), 1.0)
         x = self.encoder(x, context=context, context_mask=text_mask, rotary_pos_emb=rotary)  # (b, n, d), final-normed
+        if select is not None:
+            if select.shape != codes.shape or select.dtype != torch.bool:
+                raise ValueError(
+                    f"select must be bool {tuple(codes.shape)} like codes, got {select.dtype} {tuple(select.shape)}"
+                )
+            x = x[select.flatten(1)]  # (k, d)
         # Tied head: rows 0..codebook_size-1 of the input table, so [MASK] is never predicted.
-        logits = F.linear(x, table[: self.config.codebook_size], self.head_bias)  # (b, n, v)
+        logits = F.linear(x, table[: self.config.codebook_size], self.head_bias)  # (b, n, v) or (k, v)
+        if select is not None:
+            return logits
         return rearrange(logits, "b (t h w) v -> b t h w v", t=t, h=h, w=w)
 
 
