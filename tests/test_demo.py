@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tokgen import demo
 from tokgen.cli import compose_config, run
 from tokgen.data.token_shards import TokenShardDataset
 from tokgen.demo import run_demo, train_tokenizer
@@ -27,7 +28,10 @@ def tiny_compose(overrides: list[str]):
 
 
 @pytest.mark.slow
-def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_demo_trains_every_stage_then_reuses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "slow_cpu_note", lambda: "training runs in fp32")  # as on a CPU without bf16
     out = tmp_path / "demo"
     prompts = ("a red circle moves right", "the red circle moves up")
     settings = dict(tokenizer_minutes=1, generator_minutes=1, clips=12, compose=tiny_compose, fit=run, prompts=prompts)
@@ -35,6 +39,7 @@ def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest
     run_demo(out, **settings)
     first = capsys.readouterr().out
     assert "training the small tokenizer" in first and "training the small masked transformer" in first
+    assert first.startswith("note: training runs in fp32\n")
     for name in (
         "tokenizer/config.json",
         "generator/transformer/config.json",
@@ -56,7 +61,7 @@ def test_demo_trains_every_stage_then_reuses_them(tmp_path: Path, capsys: pytest
     tokenizer_bytes = (out / "tokenizer" / "model.safetensors").read_bytes()
     run_demo(out, **settings)
     second = capsys.readouterr().out
-    assert "reusing" in second and "training" not in second
+    assert "reusing" in second and "training" not in second  # nor the note: nothing is trained
     assert (out / "tokenizer" / "model.safetensors").read_bytes() == tokenizer_bytes
 
 

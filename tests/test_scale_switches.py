@@ -160,6 +160,8 @@ def test_precision_auto_picks_bf16_only_where_the_cpu_does_it_natively(
     assert precision.resolve_precision("16-mixed", "cpu") == "16-mixed"  # anything else passes through
     for preset in ("tokenizer_small_shapes", "transformer_small_shapes"):
         assert compose_config([f"experiment={preset}"]).trainer.precision == "auto"
+    note = precision.slow_cpu_note()
+    assert (note is None) if native else ("no native bf16" in note and "fp32" in note)
 
 
 def test_precision_auto_trains_in_bf16_on_a_cpu_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

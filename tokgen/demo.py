@@ -25,6 +25,7 @@ from tokgen.io.contact_sheet import contact_sheet, save_png
 from tokgen.io.convert import tensor_to_frames
 from tokgen.io.video_write import write_video
 from tokgen.metrics.image import psnr, ssim
+from tokgen.precision import slow_cpu_note
 from tokgen.tokenizer.model import VideoTokenizer
 
 HELD_OUT_SEED = 1000  # the Shapes seed of conf/data/shapes.yaml's validation split
@@ -205,6 +206,8 @@ def run_demo(
     start = time.monotonic()
     tokenizer_dir, generator_dir = out / "tokenizer", out / "generator"
 
+    if not (generator_dir / "transformer" / "config.json").exists() and (note := slow_cpu_note()):
+        print(f"note: {note}")
     print("[1/4] tokenizer")
     if (tokenizer_dir / "config.json").exists():
         print(f"  reusing {tokenizer_dir} (delete it to train again)")
