@@ -21,6 +21,7 @@ from bench_common import load_preset
 from rich.progress import track
 
 from tokgen.data.shapes import ShapesDataset
+from tokgen.demo import HELD_OUT_SEED
 from tokgen.metrics.codebook import code_histogram, codebook_perplexity, codebook_usage
 from tokgen.metrics.image import psnr
 from tokgen.tokenizer import TokenizerConfig, VideoTokenizer
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     shape = dict(resolution=args.resolution, num_frames=args.frames)
     train = ShapesDataset(length=args.steps * args.batch, seed=args.seed, **shape)
-    held_out = ShapesDataset(length=args.held_out, seed=1000, **shape)
+    held_out = ShapesDataset(length=args.held_out, seed=HELD_OUT_SEED, **shape)
     start = time.monotonic()
     for step in track(range(args.steps), description="training"):
         for group in optimizer.param_groups:

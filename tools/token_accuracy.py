@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from tokgen.demo import HELD_OUT_SEED  # Shapes' validation seed, as the adherence evaluation uses
 from tokgen.evaluate import real_videos
 from tokgen.generator import Generator
 from tokgen.io.convert import tensor_to_frames
 from tokgen.metrics.adherence import score_clip
-
-HELD_OUT_SEED = 1000  # Shapes' validation seed, as tokgen.demo and the adherence evaluation use
 
 
 def shape_kept(generator: Generator, codes: torch.Tensor, captions: list[str], batch: int) -> float:
