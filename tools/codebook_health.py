@@ -22,6 +22,7 @@ from rich.progress import track
 
 from tokgen.data.shapes import ShapesDataset
 from tokgen.demo import HELD_OUT_SEED
+from tokgen.lr_schedule import lr_factor
 from tokgen.metrics.codebook import code_histogram, codebook_perplexity, codebook_usage
 from tokgen.metrics.image import psnr
 from tokgen.tokenizer import TokenizerConfig, VideoTokenizer
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.monotonic()
     for step in track(range(args.steps), description="training"):
         for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * min(1.0, (step + 1) / 100)
+            group["lr"] = 1e-3 * lr_factor(step, 0.0, warmup_steps=100, cooldown=0.0)
         video = clips(train, step * args.batch, args.batch)
         out = model(video)
         loss = (out.recon - video).abs().mean() + out.quantizer_loss

@@ -274,10 +274,11 @@ class TransformerLit(L.LightningModule):
         mask = random_mask(codes.shape, ratio, g).to(codes.device)
         text = self._embed(batch)
         logits = self.model(codes.masked_fill(mask, self.transformer_config.mask_id), text.emb, text.mask, select=mask)
+        targets = codes[mask]
         self.log_dict(
             {
-                f"{stage}/loss": F.cross_entropy(logits, codes[mask]),
-                f"{stage}/masked_acc": (logits.argmax(-1) == codes[mask]).float().mean(),
+                f"{stage}/loss": F.cross_entropy(logits, targets),
+                f"{stage}/masked_acc": (logits.argmax(-1) == targets).float().mean(),
             },
             prog_bar=stage == "val",
             batch_size=codes.shape[0],
