@@ -185,3 +185,22 @@ def test_training_clips_shorter_than_the_temporal_window_warn(recwarn: pytest.Wa
     TokenizerLit({**TINY_CONFIG, "temporal_window": 5})._check_window(9)  # the tiny and small presets
     TokenizerLit({**TINY_CONFIG, "temporal_window": 8})._check_window(1)  # images: no temporal attention
     assert not [w for w in recwarn if "temporal attention" in str(w.message)]
+
+
+def test_codebook_collapse_warns_only_once_the_decoder_sees_codes() -> None:
+    train = {"quantizer_warmup_steps": 4, "quantizer_ramp_steps": 2}  # codes alone from step 6
+    vq, fsq = TokenizerLit(TINY_CONFIG, train), TokenizerLit({**TINY_CONFIG, "quantizer": "fsq"}, train)
+    counts = torch.zeros(64)
+    counts[:2] = 500  # 2 of 64 codes for 1000 tokens: 3%, below the 5% warning line
+    assert vq.collapse_message(counts, 2.0, step=6, sanity=False) == (
+        "used 2 of 64 codes (perplexity 2.0); consider a higher dead_code_ratio, lower codebook_dim, or fsq/lfq "
+        "quantizers"
+    )
+    assert "fill few of the quantizer's cells" in fsq.collapse_message(counts, 2.0, step=6, sanity=False)
+    assert vq.collapse_message(counts, 2.0, step=5, sanity=False) is None  # still blending latents and codes
+    assert vq.collapse_message(counts, 2.0, step=6, sanity=True) is None  # Lightning's check before training
+    counts[:4] = 250  # 4 of 64 codes: 6%
+    assert vq.collapse_message(counts, 4.0, step=6, sanity=False) is None
+    few = torch.zeros(64)
+    few[0] = 20  # 20 tokens can use at most 20 codes: one is 5%, not below the line
+    assert vq.collapse_message(few, 1.0, step=6, sanity=False) is None
