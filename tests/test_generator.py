@@ -212,3 +212,31 @@ def test_cli_story_writes_video_sheet_and_sidecar(generator: Generator, tmp_path
     bad.write_text("# nothing\n")
     with pytest.raises(SystemExit, match="bad.txt: no prompts"):
         main(["story", f"prompts={bad}", f"out={tmp_path / 'x.mp4'}", f"generator={tmp_path / 'gen'}"])
+
+
+def test_cli_interpolate_reads_both_ends_from_files(generator: Generator, tmp_path: Path) -> None:
+    from tokgen.io.contact_sheet import save_png
+
+    generator.save_pretrained(tmp_path / "gen")
+    rng = np.random.default_rng(0)
+    start, end = (rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2))
+    save_png(tmp_path / "start.png", start)
+    save_png(tmp_path / "end.png", end)
+    out, gen = tmp_path / "tween", f"generator={tmp_path / 'gen'}"
+    ends = [f"start={tmp_path / 'start.png'}", f"end={tmp_path / 'end.png'}", "prompt=a red circle moves right"]
+    args = ["interpolate", gen, *ends, f"out={out}", "samples=2", "steps=2", "seed=3"]
+    main(args)
+    samples = json.loads((out / "interpolate.json").read_text())["samples"]
+    assert [(s["seed"], s["frames"], Path(s["end"]).name) for s in samples] == [(3, 9, "end.png"), (4, 9, "end.png")]
+    # The written clip is Generator.interpolate's for the PNGs' pixels and the k-th seed.
+    reference = generator.interpolate("a red circle moves right", start, end, steps=2, seed=4)
+    write_video(tmp_path / "ref.mp4", reference, 8.0)
+    assert np.array_equal(read_video(out / samples[1]["file"]), read_video(tmp_path / "ref.mp4"))
+    with pytest.raises(SystemExit, match="not empty"):  # refused before sampling; nothing is replaced
+        main(args)
+    with pytest.raises(SystemExit, match="end=.*nope.png: no such file"):
+        main(["interpolate", gen, *ends[::2], f"end={tmp_path / 'nope.png'}", f"out={tmp_path / 'x'}"])
+    write_video(tmp_path / "three.mp4", np.stack([end] * 3), 8.0)  # an end clip must be a multiple of 2 frames
+    with pytest.raises(SystemExit, match="three.mp4 has 3 frames; it must be one frame or a multiple of 2"):
+        main(["interpolate", gen, *ends[::2], f"end={tmp_path / 'three.mp4'}", f"out={tmp_path / 'y'}"])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -8,9 +8,9 @@ small typed dataclass. This is the only module that imports Hydra.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
@@ -26,6 +26,7 @@ from tokgen.commands import (
     EvaluateOptions,
     ExportOptions,
     GenerateOptions,
+    InterpolateOptions,
     MakeShapesOptions,
     StoryOptions,
     compress,
@@ -34,6 +35,7 @@ from tokgen.commands import (
     evaluate,
     export,
     generate,
+    interpolate,
     make_shapes,
     story,
 )
@@ -258,6 +260,7 @@ VERBS: dict[str, Verb] = {
     "decompress": Verb(".tok file -> video, decoded by the tokenizer that wrote it", DecompressOptions, decompress),
     "generate": Verb("clips for a prompt (or a prompts file) from a generator folder", GenerateOptions, generate),
     "story": Verb("one video across a list of prompts (+ contact sheet and JSON sidecar)", StoryOptions, story),
+    "interpolate": Verb("frames between two images or clips, sampled under a prompt", InterpolateOptions, interpolate),
     "make-shapes": Verb("write a Shapes dataset to disk as mp4 + captions.jsonl", MakeShapesOptions, make_shapes),
     "evaluate": Verb("measure a tokenizer or generator folder and write a report", EvaluateOptions, evaluate),
     "demo": Verb(
@@ -289,7 +292,7 @@ def _verb_help(name: str, verb: Verb, args: Sequence[str]) -> str:
             f"config groups (choose with group=option): {', '.join(groups) or 'see conf/'}\n"
             f"composed config:\n\n{OmegaConf.to_yaml(cfg)}"
         )
-    doc = textwrap.dedent(verb.schema.__doc__ or "").strip()
+    doc = inspect.cleandoc(verb.schema.__doc__ or "")  # the first line is not indented like the rest
     opts = "\n".join(f"  {f.name}={'(required)' if f.default is MISSING else f.default}" for f in fields(verb.schema))
     return f"{doc}\n\noptions:\n{opts}\n"
 

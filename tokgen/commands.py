@@ -127,8 +127,25 @@ def make_shapes(opts: MakeShapesOptions) -> Path:
     return out
 
 
-@dataclass
-class StoryOptions:
+@dataclass(kw_only=True)
+class SamplingOptions:
+    """What every sampling verb (``story``, ``generate``, ``interpolate``) takes: the generator folder, where
+    to write, and the MaskGIT settings (``top_k`` null samples from every code)."""
+
+    generator: str = MISSING
+    out: str = MISSING
+    guidance: float = DEFAULT_GUIDANCE
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = DEFAULT_TOP_K
+    steps: int = 12
+    seed: int = 0
+    fps: float = 8.0
+    device: str = "cpu"
+    overwrite: bool = False
+
+
+@dataclass(kw_only=True)
+class StoryOptions(SamplingOptions):
     """``tokgen story prompts=story.txt out=story.mp4 generator=DIR``: one video across a list of prompts.
 
     Writes the video, a contact sheet (``.png``, each prompt under its segment) and a ``.json`` sidecar
@@ -138,19 +155,9 @@ class StoryOptions:
     """
 
     prompts: str = MISSING
-    out: str = MISSING
-    generator: str = MISSING
     frames_per_prompt: int = 0
     context: int = 0
-    guidance: float = DEFAULT_GUIDANCE
-    temperature: float = DEFAULT_TEMPERATURE
-    top_k: int | None = DEFAULT_TOP_K  # null samples from every code
-    steps: int = 12
-    seed: int = 0
-    fps: float = 8.0
     init: str | None = None
-    device: str = "cpu"
-    overwrite: bool = False
 
 
 def story(opts: StoryOptions) -> Path:
@@ -179,8 +186,8 @@ def story(opts: StoryOptions) -> Path:
     return paths["video"]
 
 
-@dataclass
-class GenerateOptions:
+@dataclass(kw_only=True)
+class GenerateOptions(SamplingOptions):
     """``tokgen generate generator=DIR prompt="a red circle moves right" out=DIR``: clips from a generator folder.
 
     ``prompt`` is one prompt; ``prompts`` a prompts file as ``story`` reads it (one per line, or
@@ -191,20 +198,10 @@ class GenerateOptions:
     ``num_frames`` 0: the clip length trained on.
     """
 
-    generator: str = MISSING
-    out: str = MISSING
     prompt: str = ""
     prompts: str = ""
     samples: int = 1
     num_frames: int = 0
-    guidance: float = DEFAULT_GUIDANCE
-    temperature: float = DEFAULT_TEMPERATURE
-    top_k: int | None = DEFAULT_TOP_K  # null samples from every code
-    steps: int = 12
-    seed: int = 0
-    fps: float = 8.0
-    device: str = "cpu"
-    overwrite: bool = False
 
 
 def generate(opts: GenerateOptions) -> Path:
@@ -261,6 +258,58 @@ def generate(opts: GenerateOptions) -> Path:
         opts.out, clips, records, settings, fps=opts.fps, record="generate.json", overwrite=opts.overwrite
     )
     print(f"{len(clips)} clips: {out}/sample_*.mp4 (a contact sheet .png beside each), sheet.png (all), generate.json")
+    return out
+
+
+@dataclass(kw_only=True)
+class InterpolateOptions(SamplingOptions):
+    """``tokgen interpolate generator=DIR start=a.png end=b.png prompt="..." out=DIR``: frames between two.
+
+    ``start`` and ``end`` are image or video files (resized to the generator's frames): a start clip
+    has ``1 + k * temporal_patch`` frames, an end clip a multiple of ``temporal_patch``, and an image is
+    one frame. Both ends' codes are kept and the frames between are sampled under ``prompt``
+    (CogVideo's interpolation). ``samples`` clips, the k-th with ``seed + k``, written as ``generate``
+    writes them (``interpolate.json`` records the ends). ``num_frames`` 0: the clip length trained on.
+    """
+
+    prompt: str = MISSING
+    start: str = MISSING
+    end: str = MISSING
+    num_frames: int = 0
+    samples: int = 1
+
+
+def interpolate(opts: InterpolateOptions) -> Path:
+    from rich.progress import track
+
+    from tokgen.generator import Generator
+    from tokgen.io.samples import check_samples_folder, write_samples
+
+    if opts.samples < 1:
+        raise ValueError(f"interpolate needs samples >= 1, got {opts.samples}")
+    check_samples_folder(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
+    for name in ("start", "end"):
+        if not Path(getattr(opts, name)).is_file():
+            raise FileNotFoundError(f"interpolate {name}={getattr(opts, name)}: no such file (an image or a video)")
+    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    settings = dict(steps=opts.steps, guidance=opts.guidance, temperature=opts.temperature, top_k=opts.top_k)
+    clips = [
+        generator.interpolate(
+            opts.prompt, opts.start, opts.end, num_frames=opts.num_frames or None, seed=opts.seed + k, **settings
+        )
+        for k in track(range(opts.samples), description="clips")
+    ]
+    records = [
+        {"prompt": opts.prompt, "seed": opts.seed + k, "start": opts.start, "end": opts.end}
+        for k in range(opts.samples)
+    ]
+    settings |= {"schedule": generator.schedule, "fps": opts.fps}
+    out = write_samples(
+        opts.out, clips, records, settings, fps=opts.fps, record="interpolate.json", overwrite=opts.overwrite
+    )
+    print(
+        f"{len(clips)} clips of {len(clips[0])} frames: {out}/sample_*.mp4 (+ .png each), sheet.png, interpolate.json"
+    )
     return out
 
 

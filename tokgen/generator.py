@@ -204,13 +204,18 @@ class Generator:
         return clips[0] if single else clips
 
     # ----------------------------------------------------------------------- known-token patterns
+    def _frames(self, frames: np.ndarray | str | Path, what: str) -> tuple[np.ndarray, str]:
+        """Frames as given, or read from a video/image file and resized to this generator's; and their name."""
+        if isinstance(frames, (str, Path)):
+            p = self.tokenizer.config.patch_size
+            return read_video(frames, size=(self.codes_shape[1] * p, self.codes_shape[2] * p)), str(frames)
+        return np.asarray(frames), what
+
     def _encode(self, frames: np.ndarray | str | Path, what: str) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)``, one ``(H, W, 3)`` frame, or a video/image file -> codes ``(1, t, h, w)``."""
         p = self.tokenizer.config.patch_size
         size = (self.codes_shape[1] * p, self.codes_shape[2] * p)
-        if isinstance(frames, (str, Path)):
-            what, frames = str(frames), read_video(frames, size=size)  # resized to this generator's frames
-        frames = np.asarray(frames)
+        frames, what = self._frames(frames, what)
         video = frames_to_tensor(frames[None] if frames.ndim == 3 else frames).to(self.device)  # (1, 3, T, H, W)
         if tuple(video.shape[-2:]) != size:
             raise ValueError(f"{what} frames are {tuple(video.shape[-2:])} pixels; this generator makes {size}")
@@ -320,8 +325,8 @@ class Generator:
     def interpolate(
         self,
         prompt: str,
-        start: np.ndarray,
-        end: np.ndarray,
+        start: np.ndarray | str | Path,
+        end: np.ndarray | str | Path,
         *,
         num_frames: int | None = None,
         steps: int = 12,
@@ -334,10 +339,11 @@ class Generator:
 
         Args:
             prompt: what happens in between.
-            start: uint8 ``(H, W, 3)`` frame or ``(T, H, W, 3)`` clip (``T = 1 + k * temporal_patch``).
+            start: uint8 ``(H, W, 3)`` frame or ``(T, H, W, 3)`` clip (``T = 1 + k * temporal_patch``), or
+                an image/video file (resized to this generator's frames).
             end: one frame (repeated ``temporal_patch`` times) or a clip of a multiple of ``temporal_patch``
-                frames, encoded after a copy of its first frame: its codes are then tubelets, as at the
-                end of a clip, not a lone first frame's.
+                frames (or such a file), encoded after a copy of its first frame: its codes are then
+                tubelets, as at the end of a clip, not a lone first frame's.
             num_frames: total length ``1 + k * temporal_patch`` (default: the trained length), at most
                 the transformer's ``max_t`` latent frames: one sampler call sees both ends.
 
@@ -345,14 +351,15 @@ class Generator:
             uint8 ``(num_frames, H, W, 3)``, starting with ``start`` and ending with ``end`` (as decoded).
         """
         config = self.tokenizer.config
-        end = np.asarray(end)
+        end, name = self._frames(end, "end")
+        end = end[0] if end.ndim == 4 and len(end) == 1 else end  # an image file reads as a one-frame clip
         end = np.repeat(end[None], config.temporal_patch, axis=0) if end.ndim == 3 else end
         if end.shape[0] % config.temporal_patch:
             raise ValueError(
-                f"end has {end.shape[0]} frames; it must be one frame or a multiple of {config.temporal_patch}"
+                f"{name} has {end.shape[0]} frames; it must be one frame or a multiple of {config.temporal_patch}"
             )
         head = self._encode(start, "start")  # (1, ta, h, w)
-        tail = self._encode(np.concatenate([end[:1], end]), "end")[:, 1:]  # (1, tb, h, w): tubelets only
+        tail = self._encode(np.concatenate([end[:1], end]), name)[:, 1:]  # (1, tb, h, w): tubelets only
         t = config.latent_frames(num_frames) if num_frames else self.codes_shape[0]
         if t < head.shape[1] + tail.shape[1] + 1:
             raise ValueError(
