@@ -34,6 +34,8 @@ def test_unknown_verb_and_bad_options_are_clear_errors(capsys: pytest.CaptureFix
         main(["make-shapes", "out=x", "size=3"])
     with pytest.raises(SystemExit, match="missing required out="):
         main(["make-shapes"])
+    with pytest.raises(SystemExit, match="prompt= has no value"):  # OmegaConf alone: "Incompatible value 'None'"
+        main(["generate", "generator=g", "out=o", "prompt="])
     with pytest.raises(SystemExit, match="needs ckpt_path"):
         main(["validate", "experiment=tokenizer_tiny"])
 

@@ -229,6 +229,8 @@ def parse_options(schema: type, args: Sequence[str], verb: str):
             raise SystemExit(
                 f"tokgen {verb}: unexpected argument {arg!r}; expected key=value with key in {sorted(known)}"
             )
+        if not value and known[key].default is not None:  # OmegaConf reads `key=` as null
+            raise SystemExit(f"tokgen {verb}: {key}= has no value; give one, or leave {key} out for its default")
         values[key] = value
     merged = OmegaConf.merge(
         OmegaConf.structured(schema), OmegaConf.from_dotlist([f"{k}={v}" for k, v in values.items()])
