@@ -31,6 +31,11 @@ def generator_folder(directory: str | Path) -> Path:
         )
     if not directory.is_dir():
         raise FileNotFoundError(f"generator folder {directory} does not exist (expected tokenizer/ + transformer/)")
+    if (directory / "config.json").is_file() and not (directory / "tokenizer").exists():
+        raise ValueError(
+            f"{directory} is one model's export (config.json + model.safetensors), not a generator folder; "
+            f"a generator folder holds tokenizer/ and transformer/ (`tokgen export` of a transformer checkpoint)"
+        )
     return directory
 
 

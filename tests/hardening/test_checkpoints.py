@@ -49,6 +49,13 @@ def test_missing_checkpoint_is_one_clear_line(verb: list[str], tmp_path: Path) -
         Generator.from_pretrained(tmp_path / "gen")
 
 
+def test_tokenizer_export_given_as_a_generator_folder(tokenizer_dir: Path) -> None:
+    with pytest.raises(
+        ValueError, match="is one model's export .*not a generator folder; .* tokenizer/ and transformer/"
+    ):
+        Generator.from_pretrained(tokenizer_dir)
+
+
 @pytest.mark.parametrize("verb", LIGHTNING_VERBS, ids=lambda v: v[0])
 def test_export_folder_given_as_a_lightning_checkpoint(verb: list[str], tokenizer_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="got a folder .*already an export folder: load it with from_pretrained"):
