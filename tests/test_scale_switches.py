@@ -162,6 +162,12 @@ def test_precision_auto_picks_bf16_only_where_the_cpu_does_it_natively(
         assert compose_config([f"experiment={preset}"]).trainer.precision == "auto"
     note = precision.slow_cpu_note()
     assert (note is None) if native else ("no native bf16" in note and "fp32" in note)
+    if not native:  # the longer demo it suggests is a command the CLI takes
+        from tokgen.cli import parse_options
+        from tokgen.commands import DemoOptions
+
+        verb, *args = note.split("`")[1].split()[1:]
+        assert verb == "demo" and parse_options(DemoOptions, args, verb).tokenizer_minutes == 15
 
 
 def test_precision_auto_trains_in_bf16_on_a_cpu_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
