@@ -59,3 +59,25 @@ def test_make_shapes_writes_a_readable_folder(tmp_path: Path) -> None:
     assert item["video"].shape == (3, 5, 32, 32) and item["caption"].startswith("a")
     with pytest.raises(SystemExit, match="not empty"):  # never overwrites what is there
         main(["make-shapes", f"out={tmp_path}/shapes", "count=3"])
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from tokgen import precision
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision.torch.backends.mps, "is_available", lambda: False)
+    assert precision.check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device=mps: Apple's MPS is not available here; use device=cpu"):
+        precision.check_device("mps")
+    with pytest.raises(ValueError, match="device=gpu: not a device name; expected cpu, cuda, cuda:N or mps"):
+        precision.check_device("gpu")
+    # Through a verb: one line, not torch's AssertionError ("Torch not compiled with CUDA enabled").
+    with pytest.raises(SystemExit, match="tokgen compress: error: device=cuda: no CUDA GPU here .*use device=cpu"):
+        main(["compress", "input=in.mp4", "output=out.tok", "tokenizer=tok", "device=cuda"])
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(precision.torch.cuda, "device_count", lambda: 2)
+    assert precision.check_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"device=cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        precision.check_device("cuda:2")

@@ -10,6 +10,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from tokgen.evaluate_config import EvaluateConfig
+from tokgen.precision import check_device
 from tokgen.transformer.config import DEFAULT_FIRST_FRAME, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 
 
@@ -57,7 +58,7 @@ def compress(opts: CompressOptions):
         size=opts.size,
         fps=opts.fps,
         coder=opts.coder,
-        device=opts.device,
+        device=check_device(opts.device),
     )
     print(
         f"compressed {opts.input} ({result.frames}x{result.height}x{result.width}) -> {result.path}: "
@@ -90,7 +91,7 @@ def decompress(opts: DecompressOptions) -> Path:
         overwrite=opts.overwrite,
         chunk_frames=opts.chunk_frames,
         quality=opts.quality,
-        device=opts.device,
+        device=check_device(opts.device),
     )
     print(f"decompressed {opts.input} -> {out}")
     return out
@@ -167,7 +168,7 @@ def story(opts: StoryOptions) -> Path:
 
     story_outputs(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
     prompts = read_prompt_list(opts.prompts)
-    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    generator = Generator.from_pretrained(opts.generator).to(check_device(opts.device))
     result = generator.story(
         prompts,
         frames_per_prompt=opts.frames_per_prompt or None,
@@ -218,7 +219,7 @@ def generate(opts: GenerateOptions) -> Path:
         )
     check_samples_folder(opts.out, overwrite=opts.overwrite)  # refuse before sampling, not after
     specs = read_prompt_list(opts.prompts) if opts.prompts else [PromptSpec(opts.prompt)]
-    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    generator = Generator.from_pretrained(opts.generator).to(check_device(opts.device))
     config = generator.tokenizer.config
     default_frames = opts.num_frames or config.num_frames(generator.codes_shape[0])
     clips, records = [], []
@@ -291,7 +292,7 @@ def interpolate(opts: InterpolateOptions) -> Path:
     for name in ("start", "end"):
         if not Path(getattr(opts, name)).is_file():
             raise FileNotFoundError(f"interpolate {name}={getattr(opts, name)}: no such file (an image or a video)")
-    generator = Generator.from_pretrained(opts.generator).to(opts.device)
+    generator = Generator.from_pretrained(opts.generator).to(check_device(opts.device))
     settings = dict(steps=opts.steps, guidance=opts.guidance, temperature=opts.temperature, top_k=opts.top_k)
     clips = [
         generator.interpolate(

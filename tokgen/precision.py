@@ -54,3 +54,23 @@ def slow_cpu_note() -> str | None:
         "so expect weaker results (README: 'Where quality stands'); `tokgen demo tokenizer_minutes=15 "
         "generator_minutes=15 clips=20000` (about 33 minutes) gave such a CPU 43% of clips right against 16-25%"
     )
+
+
+def check_device(name: str) -> torch.device:
+    """``device=`` of a verb as a ``torch.device`` this machine has; a clear error otherwise.
+
+    Without it ``device=cuda`` on a CPU-only PyTorch ends in an AssertionError from deep in torch.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name}: not a device name; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={name}: no CUDA GPU here (torch {torch.__version__}); use device=cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device={name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name}: Apple's MPS is not available here; use device=cpu")
+    return device
