@@ -240,3 +240,10 @@ def test_cli_interpolate_reads_both_ends_from_files(generator: Generator, tmp_pa
     with pytest.raises(SystemExit, match="three.mp4 has 3 frames; it must be one frame or a multiple of 2"):
         main(["interpolate", gen, *ends[::2], f"end={tmp_path / 'three.mp4'}", f"out={tmp_path / 'y'}"])
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_clip_longer_than_the_transformer_samples_points_to_story_mode(generator: Generator) -> None:
+    most, tok = generator.transformer.config.max_t, generator.tokenizer.config
+    generator.generate(STORY[0], num_frames=tok.num_frames(most), steps=1)  # the longest clip: fine
+    with pytest.raises(ValueError, match=rf"is {most + 1} latent frames; .* at most {most} .* story mode"):
+        generator.generate(STORY[0], num_frames=tok.num_frames(most + 1), steps=1)

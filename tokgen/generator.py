@@ -186,7 +186,12 @@ class Generator:
         prompt_list = [prompts] if single else list(prompts)
         t, h, w = self.codes_shape
         if num_frames is not None:
-            t = self.tokenizer.config.latent_frames(num_frames)
+            t, most = self.tokenizer.config.latent_frames(num_frames), self.transformer.config.max_t
+            if t > most:
+                raise ValueError(
+                    f"num_frames={num_frames} is {t} latent frames; this transformer samples at most {most} "
+                    f"({self.tokenizer.config.num_frames(most)} frames) at once: story mode makes longer videos"
+                )
         clips = []
         for i, prompt in enumerate(prompt_list):
             codes = self.sample_codes(
