@@ -59,6 +59,9 @@ def test_make_shapes_writes_a_readable_folder(tmp_path: Path) -> None:
     assert item["video"].shape == (3, 5, 32, 32) and item["caption"].startswith("a")
     with pytest.raises(SystemExit, match="not empty"):  # never overwrites what is there
         main(["make-shapes", f"out={tmp_path}/shapes", "count=3"])
+    with pytest.raises(SystemExit, match="count=0: a Shapes folder needs at least one clip"):
+        main(["make-shapes", f"out={tmp_path}/empty", "count=0"])
+    assert not (tmp_path / "empty").exists()
 
 
 def test_a_device_this_machine_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

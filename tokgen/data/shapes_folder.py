@@ -36,6 +36,8 @@ def write_shapes_folder(
         **config: ``ShapesConfig`` fields (resolution, num_frames, num_objects, ...).
     """
     out = Path(out)
+    if count < 1:
+        raise ValueError(f"count={count}: a Shapes folder needs at least one clip")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; choose another folder or pass overwrite=true")
     out.mkdir(parents=True, exist_ok=True)
