@@ -3,7 +3,8 @@
 A CPU with AVX-512 BF16 or AMX runs bf16 matmuls 2-3x faster than fp32 (2 EPYC cores: 406 against
 135 GFLOP/s at 2048^3): in ``bf16-mixed`` the small tokenizer's training step is 1.7-2.2x faster and
 the small transformer's (through ``tokgen fit``) 1.3x. Without those instructions bf16 is emulated and
-slower than fp32, hence a choice made per machine.
+slower than fp32, hence a choice made per machine. Also here: ``check_device``, the verbs' check that
+a ``device=`` exists on this machine.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def slow_cpu_note() -> str | None:
     small transformer's ~1.3x slower in fp32 than under bf16 autocast on the same CPU; an AVX2 AMD
     Zen 3 (2 cores) took 894 tokenizer and 1113 transformer steps in the demo's 6 + 11 minutes, about
     half of the 1733 and 2222 of the AVX-512 BF16 machines behind the README's figures; there the
-    15 + 15 minute split (1725 and 1674 steps) gave 43% of 256 clips all right, the demo 16-25%.
+    15 + 15 minute split (1725 tokenizer and ~1700 transformer steps) gave 43-45% of 256 clips all right
+    (three transformer seeds), the demo 16-25%.
     """
     if torch.cuda.is_available() or cpu_has_native_bf16():
         return None
@@ -52,7 +54,7 @@ def slow_cpu_note() -> str | None:
         "this CPU has no native bf16 (AVX-512 BF16 or AMX), so training runs in fp32: in the same minutes "
         "the tokenizer and the generator take about half the steps of a CPU with it (the README's figures), "
         "so expect weaker results (README: 'Where quality stands'); `tokgen demo tokenizer_minutes=15 "
-        "generator_minutes=15 clips=20000` (about 33 minutes) gave such a CPU 43% of clips right against 16-25%"
+        "generator_minutes=15 clips=20000` (about 33 minutes) gave such a CPU 43-45% of clips right against 16-25%"
     )
 
 
