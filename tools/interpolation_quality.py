@@ -15,7 +15,11 @@ pixels brighter than a quarter of full scale: Shapes draws bright objects on bla
 real one, as the mean distance and the share of frames within 2 pixels; and the share of whole clips
 whose colour, shape and motion all read as the caption (``tokgen.metrics.adherence``).
 
+``--given first`` measures image-to-video the same way: frame 0 alone is given (``Generator.story``
+with ``init=`` that frame), the other frames are sampled, and *hold* repeats frame 0.
+
     .venv/bin/python tools/interpolation_quality.py runs/demo/generator --out runs/interpolation.json
+    .venv/bin/python tools/interpolation_quality.py runs/demo/generator --given first --out runs/animate.json
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    parser.add_argument(
+        "--given",
+        choices=("ends", "first"),
+        default="ends",
+        help="ends: interpolation (frame 0 and the last temporal_patch frames); first: image-to-video (frame 0 alone)",
+    )
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
@@ -67,17 +77,21 @@ def main() -> None:
     config = gen.tokenizer.config
     pt, num_frames = config.temporal_patch, config.num_frames(t)
     videos, captions = real_videos(args.clips, HELD_OUT_SEED, h * config.patch_size, num_frames)
-    middle = slice(1, num_frames - pt)  # the frames neither end gives
+    ends = args.given == "ends"
+    middle = slice(1, num_frames - pt if ends else num_frames)  # the frames nobody gives
     alpha = (np.arange(num_frames)[middle] / (num_frames - 1))[:, None, None, None]
-    rows = {name: {"psnr": [], "error": [], "all_right": []} for name in ("interpolated", "reconstruction")}
-    rows |= {name: {"psnr": [], "error": []} for name in ("cross-fade", "hold")}
+    sampled = "interpolated" if ends else "animated"
+    rows = {name: {"psnr": [], "error": [], "all_right": []} for name in (sampled, "reconstruction")}
+    rows |= {name: {"psnr": [], "error": []} for name in (("cross-fade", "hold") if ends else ("hold",))}
     for i in track(range(args.clips), description="clips"):
         real = tensor_to_frames(videos[i : i + 1])[0]
-        made = {
-            "interpolated": gen.interpolate(captions[i], real[0], real[-pt:], steps=args.steps, seed=i),
-            "reconstruction": tensor_to_frames(gen.tokenizer.decode(gen.tokenizer.encode(videos[i : i + 1])))[0],
-            "cross-fade": ((1 - alpha) * real[0] + alpha * real[-1]).round().astype(np.uint8),
-        }
+        made = {"reconstruction": tensor_to_frames(gen.tokenizer.decode(gen.tokenizer.encode(videos[i : i + 1])))[0]}
+        if ends:
+            made[sampled] = gen.interpolate(captions[i], real[0], real[-pt:], steps=args.steps, seed=i)
+            made["cross-fade"] = ((1 - alpha) * real[0] + alpha * real[-1]).round().astype(np.uint8)
+        else:  # the first frame's codes kept, the rest of the clip sampled under the caption
+            story = gen.story([captions[i]], init=real[0], frames_per_prompt=num_frames - 1, steps=args.steps, seed=i)
+            made[sampled] = story.frames
         truth = centres(real[middle])
         for name, clip in made.items():
             between = clip[middle] if len(clip) == num_frames else clip
@@ -86,10 +100,12 @@ def main() -> None:
                 rows[name]["error"] += np.linalg.norm(centres(between) - truth, axis=-1).tolist()
             if "all_right" in rows[name]:
                 rows[name]["all_right"].append(score_clip(clip, captions[i]).all)
-        nearer = np.where(alpha[:, 0, 0] < 0.5, centres(real[:1]), centres(real[-1:]))
-        rows["hold"]["error"] += np.linalg.norm(nearer - truth, axis=-1).tolist()
+        near_end = (alpha[:, 0, 0, 0] >= 0.5) & ends  # (frames between,)
+        held = np.where(near_end[:, None], centres(real[-1:]), centres(real[:1]))  # the nearer given frame
+        rows["hold"]["error"] += np.linalg.norm(held - truth, axis=-1).tolist()
 
-    results = {"generator": str(args.generator), "clips": args.clips, "frames": num_frames, "between": middle.stop - 1}
+    results = {"generator": str(args.generator), "given": args.given, "clips": args.clips, "frames": num_frames}
+    results["between"] = middle.stop - 1
     table = Table(title=f"{args.clips} held-out Shapes clips, frames 1-{middle.stop - 1} of {num_frames} filled in")
     for column in ("", "PSNR between (dB)", "object off by (px)", "within 2 px", "no object", "clips all right"):
         table.add_column(column)
