@@ -209,17 +209,21 @@ class Generator:
         return clips[0] if single else clips
 
     # ----------------------------------------------------------------------- known-token patterns
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(H, W)`` pixels of the frames this generator makes (its latent grid times the patch size)."""
+        p = self.tokenizer.config.patch_size
+        return self.codes_shape[1] * p, self.codes_shape[2] * p
+
     def _frames(self, frames: np.ndarray | str | Path, what: str) -> tuple[np.ndarray, str]:
         """Frames as given, or read from a video/image file and resized to this generator's; and their name."""
         if isinstance(frames, (str, Path)):
-            p = self.tokenizer.config.patch_size
-            return read_video(frames, size=(self.codes_shape[1] * p, self.codes_shape[2] * p)), str(frames)
+            return read_video(frames, size=self.frame_size), str(frames)
         return np.asarray(frames), what
 
     def _encode(self, frames: np.ndarray | str | Path, what: str) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)``, one ``(H, W, 3)`` frame, or a video/image file -> codes ``(1, t, h, w)``."""
-        p = self.tokenizer.config.patch_size
-        size = (self.codes_shape[1] * p, self.codes_shape[2] * p)
+        size = self.frame_size
         frames, what = self._frames(frames, what)
         video = frames_to_tensor(frames[None] if frames.ndim == 3 else frames).to(self.device)  # (1, 3, T, H, W)
         if tuple(video.shape[-2:]) != size:

@@ -73,10 +73,9 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     gen = Generator.from_pretrained(args.generator)
-    t, h, _ = gen.codes_shape
     config = gen.tokenizer.config
-    pt, num_frames = config.temporal_patch, config.num_frames(t)
-    videos, captions = real_videos(args.clips, HELD_OUT_SEED, h * config.patch_size, num_frames)
+    pt, num_frames = config.temporal_patch, config.num_frames(gen.codes_shape[0])
+    videos, captions = real_videos(args.clips, HELD_OUT_SEED, gen.frame_size[0], num_frames)
     ends = args.given == "ends"
     middle = slice(1, num_frames - pt if ends else num_frames)  # the frames nobody gives
     alpha = (np.arange(num_frames)[middle] / (num_frames - 1))[:, None, None, None]
@@ -94,7 +93,7 @@ def main() -> None:
             made[sampled] = story.frames
         truth = centres(real[middle])
         for name, clip in made.items():
-            between = clip[middle] if len(clip) == num_frames else clip
+            between = clip[middle] if len(clip) == num_frames else clip  # the cross-fade is only the frames between
             rows[name]["psnr"].append(clip_psnr(between, real[middle]))
             if name != "cross-fade":  # two half-bright ghosts: their joint centre says nothing of where an object is
                 rows[name]["error"] += np.linalg.norm(centres(between) - truth, axis=-1).tolist()
